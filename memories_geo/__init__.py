@@ -1,0 +1,75 @@
+"""memories_geo: geospatial-native storage for xarray and geopandas.
+
+Importing the package registers the ``.memories`` accessors on xarray and
+geopandas objects. Heavy backends (zarr, rasterio, psycopg, cloud SDKs) are
+imported only when used.
+"""
+
+from memories_geo import accessors as _accessors  # noqa: F401  (registers accessors)
+from memories_geo.api import (
+    default,
+    delete,
+    info,
+    ls,
+    open,
+    recover,
+    save,
+    search,
+    set_default,
+    verify,
+    versions,
+)
+from memories_geo.config import StorageConfig, TierConfig
+from memories_geo.entry import Entry
+from memories_geo.errors import (
+    CheckpointNotFoundError,
+    ChecksumMismatchError,
+    ConfigError,
+    FormatError,
+    InvalidKeyError,
+    KeyExistsError,
+    KeyNotFoundError,
+    MemoriesError,
+    RestoreRequiredError,
+    TierUnavailableError,
+    UnsupportedObjectError,
+)
+from memories_geo.formats.registry import available_formats
+from memories_geo.memory import Memory
+from memories_geo.types import CompressionLevel, Kind, Tier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointNotFoundError",
+    "ChecksumMismatchError",
+    "CompressionLevel",
+    "ConfigError",
+    "Entry",
+    "FormatError",
+    "InvalidKeyError",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "Kind",
+    "MemoriesError",
+    "Memory",
+    "RestoreRequiredError",
+    "StorageConfig",
+    "Tier",
+    "TierConfig",
+    "TierUnavailableError",
+    "UnsupportedObjectError",
+    "__version__",
+    "available_formats",
+    "default",
+    "delete",
+    "info",
+    "ls",
+    "open",
+    "recover",
+    "save",
+    "search",
+    "set_default",
+    "verify",
+    "versions",
+]

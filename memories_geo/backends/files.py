@@ -1,0 +1,117 @@
+"""File backends on any fsspec filesystem: local, S3, GCS, Azure Blob, memory."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from memories_geo.backends.base import redact_url
+from memories_geo.errors import InvalidKeyError, TierUnavailableError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+__all__ = ["FileBackend"]
+
+
+class FileBackend:
+    """Files under a root URL, through fsspec.
+
+    Parameters
+    ----------
+    url : str
+        Root, e.g. ``"file:///data/hot"``, ``"/data/hot"``, ``"s3://bucket/warm"``.
+    storage_options : mapping, optional
+        Passed to the fsspec filesystem (credentials, endpoint...). Never shown.
+    """
+
+    supports_writes: ClassVar[bool] = True
+    supports_listing: ClassVar[bool] = True
+    is_database: ClassVar[bool] = False
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+
+    @cached_property
+    def _fs_and_root(self) -> tuple[AbstractFileSystem, str]:
+        from fsspec.core import url_to_fs
+
+        try:
+            fs, root = url_to_fs(self.url, **self.storage_options)
+        except (ImportError, ValueError) as exc:
+            raise TierUnavailableError(f"cannot open {redact_url(self.url)!r}: {exc}") from exc
+        return fs, root.rstrip("/") or "/"
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        """The fsspec filesystem."""
+        return self._fs_and_root[0]
+
+    @property
+    def root(self) -> str:
+        """Root path on :attr:`fs`."""
+        return self._fs_and_root[1]
+
+    @property
+    def protocol(self) -> str:
+        """First protocol name of the filesystem (``"file"``, ``"s3"``...)."""
+        proto = self.fs.protocol
+        return proto if isinstance(proto, str) else proto[0]
+
+    def full_path(self, path: str) -> str:
+        """Join ``path`` to the root, refusing anything that would escape it."""
+        if not path:
+            return self.root
+        joined = posixpath.normpath(posixpath.join(self.root, path))
+        inside = joined == self.root or joined.startswith(self.root.rstrip("/") + "/")
+        if path.startswith("/") or not inside:
+            raise InvalidKeyError(f"path {path!r} escapes the tier root")
+        return joined
+
+    def url_for(self, path: str) -> str:
+        """Display URL of ``path``."""
+        full = self.full_path(path)
+        if self.protocol == "file":
+            return f"file://{full}"
+        return redact_url(self.fs.unstrip_protocol(full))
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` exists."""
+        return bool(self.fs.exists(self.full_path(path)))
+
+    def remove(self, path: str) -> None:
+        """Delete ``path`` recursively, then prune empty parent directories up to the root."""
+        full = self.full_path(path)
+        if self.fs.exists(full):
+            self.fs.rm(full, recursive=True)
+        if self.protocol == "file":
+            self._prune_empty_parents(full)
+
+    def _prune_empty_parents(self, full: str) -> None:
+        parent = posixpath.dirname(full)
+        while parent.startswith(self.root + "/"):
+            try:
+                if self.fs.ls(parent):
+                    return
+                self.fs.rmdir(parent)
+            except (FileNotFoundError, OSError):
+                return
+            parent = posixpath.dirname(parent)
+
+    def listdir(self, path: str) -> list[str]:
+        """Names directly under ``path``."""
+        full = self.full_path(path)
+        try:
+            return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(full, detail=False))
+        except FileNotFoundError:
+            return []
+
+    def makedirs(self, path: str) -> None:
+        """Create ``path`` and its parents (no-op on object stores)."""
+        self.fs.makedirs(self.full_path(path), exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"FileBackend({redact_url(self.url)!r})"

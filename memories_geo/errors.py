@@ -1,0 +1,73 @@
+"""Typed errors, grouped by what the caller can do about them.
+
+Every error inherits :class:`MemoriesError` and, where one fits, a builtin, so
+``except KeyError`` keeps working for code that does not know this library.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointNotFoundError",
+    "ChecksumMismatchError",
+    "ConfigError",
+    "FormatError",
+    "InvalidKeyError",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "MemoriesError",
+    "RestoreRequiredError",
+    "TierUnavailableError",
+    "UnsupportedObjectError",
+]
+
+
+class MemoriesError(Exception):
+    """Base class of every error raised by memories_geo."""
+
+
+class KeyExistsError(MemoriesError, FileExistsError):
+    """The key already holds data and the write mode forbids replacing it."""
+
+
+class KeyNotFoundError(MemoriesError, KeyError):
+    """No current version is stored under the key (or the version asked for)."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; a sentence reads better unquoted.
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidKeyError(MemoriesError, ValueError):
+    """The key is not a safe, relative, slash-separated name."""
+
+
+class UnsupportedObjectError(MemoriesError, TypeError):
+    """The object cannot be stored as asked (wrong type, no spatial dims, no CRS...)."""
+
+
+class FormatError(MemoriesError, ValueError):
+    """A format is unknown, not installed, or failed to read or write the object."""
+
+
+class ChecksumMismatchError(MemoriesError, OSError):
+    """Stored bytes no longer match their manifest."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = list(problems or [])
+
+
+class TierUnavailableError(MemoriesError, LookupError):
+    """The tier is unknown, not configured, or its backend cannot be reached."""
+
+
+class RestoreRequiredError(MemoriesError, PermissionError):
+    """The object sits in an archive storage class and must be restored before reading."""
+
+
+class CheckpointNotFoundError(MemoriesError, LookupError):
+    """No checkpoint has that name or id."""
+
+
+class ConfigError(MemoriesError, ValueError):
+    """The configuration is invalid or refers to an undefined environment variable."""

@@ -1,0 +1,139 @@
+"""The ``Format`` protocol: how an object becomes stored bytes and comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from memories_geo.footprint import Footprint
+from memories_geo.integrity import Manifest, build_manifest, verify_manifest
+from memories_geo.types import CompressionLevel, Kind, Mode
+
+if TYPE_CHECKING:
+    from memories_geo.backends.base import Location
+
+__all__ = ["FileFormat", "Format", "WriteOptions", "WriteResult"]
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """What the caller asked for, normalised, handed to :meth:`Format.write`.
+
+    Attributes
+    ----------
+    mode : {"w-", "w", "a"}
+        The user's mode; a format sees ``"a"`` only for appends, where
+        ``previous`` is the location of the version being extended.
+    compression : CompressionLevel
+        Level chosen by the tier (or the caller); each format maps it to codecs.
+    encoding : mapping or None
+        Per-variable encoding (xarray) passed through.
+    append_dim : str or None
+        Dimension to append along with ``mode="a"``.
+    crs : object or None
+        CRS to assign when the object has none.
+    previous : Location or None
+        Current version's location (appends copy or share from it).
+    extra : mapping
+        Format-specific keyword arguments, passed through unchanged.
+    """
+
+    mode: Mode = "w-"
+    compression: CompressionLevel = CompressionLevel.MEDIUM
+    encoding: Mapping[str, Any] | None = None
+    append_dim: str | None = None
+    crs: Any = None
+    previous: Location | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write produced.
+
+    Attributes
+    ----------
+    manifest : Manifest
+        Files written (relative to the location) with sizes and digests.
+    footprint : Footprint
+        Extent, CRS, time range, variables and shape.
+    object_info : mapping
+        What ``open`` needs to rebuild the same Python type (JSON-serialisable),
+        e.g. ``{"type": "DataArray", "name": "t2m"}``.
+    """
+
+    manifest: Manifest
+    footprint: Footprint
+    object_info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes written."""
+        return self.manifest.size_bytes
+
+
+@runtime_checkable
+class Format(Protocol):
+    """A storage format: one class per format, registered by name in ``formats.registry``."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[Kind]]
+    extension: ClassVar[str]
+
+    def can_store(self, obj: Any) -> bool:
+        """Whether this format can hold ``obj``."""
+        ...
+
+    def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:
+        """Write ``obj`` at ``location`` (which does not exist yet) and describe it."""
+        ...
+
+    def open(self, location: Location, object_info: Mapping[str, Any], **query: Any) -> Any:
+        """Open what :meth:`write` stored, lazily where possible."""
+        ...
+
+    def delete(self, location: Location) -> None:
+        """Remove everything stored at ``location``; a missing location is not an error."""
+        ...
+
+    def verify(self, location: Location, manifest: Manifest) -> list[str]:
+        """Problems found comparing stored bytes with ``manifest`` (empty when intact)."""
+        ...
+
+
+class FileFormat:
+    """Base for formats stored as files on an fsspec filesystem.
+
+    Subclasses implement :meth:`_write` and :meth:`open`; manifests, deletion and
+    verification are shared.
+    """
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[Kind]]
+    extension: ClassVar[str]
+
+    def can_store(self, obj: Any) -> bool:  # noqa: D102
+        raise NotImplementedError
+
+    def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:  # noqa: D102
+        footprint, info = self._write(obj, location, options)
+        manifest = build_manifest(location.fs, location.full_path)
+        return WriteResult(manifest=manifest, footprint=footprint, object_info=info)
+
+    def _write(
+        self, obj: Any, location: Location, options: WriteOptions
+    ) -> tuple[Footprint, Mapping[str, Any]]:
+        raise NotImplementedError
+
+    def open(self, location: Location, object_info: Mapping[str, Any], **query: Any) -> Any:  # noqa: D102
+        raise NotImplementedError
+
+    def delete(self, location: Location) -> None:  # noqa: D102
+        location.backend.remove(location.path)
+
+    def verify(self, location: Location, manifest: Manifest) -> list[str]:  # noqa: D102
+        return verify_manifest(location.fs, location.full_path, manifest)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} format={self.name!r}>"

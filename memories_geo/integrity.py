@@ -1,0 +1,163 @@
+"""Checksum manifests: what a stored version is made of, and proof it is unchanged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import xxhash
+
+from memories_geo.errors import ChecksumMismatchError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+__all__ = ["ALGORITHM", "FileDigest", "Manifest", "build_manifest", "hash_bytes", "verify_manifest"]
+
+#: Hash used for file contents: fast (GB/s) and 128 bits wide.
+ALGORITHM = "xxh3_128"
+_BLOCK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """Size and content hash of one stored object."""
+
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The files of a stored version (paths relative to the version root) and their digests.
+
+    Non-file storage (a database table) lists one pseudo-file per table whose digest
+    is computed from its rows.
+    """
+
+    files: Mapping[str, FileDigest] = field(default_factory=dict)
+    algorithm: str = ALGORITHM
+
+    @property
+    def size_bytes(self) -> int:
+        """Total size of all files."""
+        return sum(d.size for d in self.files.values())
+
+    @property
+    def checksum(self) -> str:
+        """One digest over the sorted (path, size, digest) list: the version's fingerprint."""
+        h = xxhash.xxh3_128()
+        for path in sorted(self.files):
+            d = self.files[path]
+            h.update(f"{path}\0{d.size}\0{d.digest}\n".encode())
+        return h.hexdigest()
+
+    def to_json(self) -> str:
+        """Serialize to a compact JSON string."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dictionary."""
+        return {
+            "algorithm": self.algorithm,
+            "files": {p: [d.size, d.digest] for p, d in sorted(self.files.items())},
+        }
+
+    @classmethod
+    def from_json(cls, text: str | Mapping[str, Any]) -> Manifest:
+        """Parse what :meth:`to_json` wrote."""
+        data = json.loads(text) if isinstance(text, str) else text
+        files = {p: FileDigest(int(s), str(d)) for p, (s, d) in data["files"].items()}
+        return cls(files=files, algorithm=data.get("algorithm", ALGORITHM))
+
+
+def hash_bytes(data: bytes | Iterable[bytes]) -> str:
+    """Digest of a byte string or of a stream of byte blocks."""
+    h = xxhash.xxh3_128()
+    if isinstance(data, bytes | bytearray | memoryview):
+        h.update(data)
+    else:
+        for block in data:
+            h.update(block)
+    return h.hexdigest()
+
+
+def _digest_file(fs: AbstractFileSystem, path: str) -> FileDigest:
+    h = xxhash.xxh3_128()
+    size = 0
+    with fs.open(path, "rb", block_size=_BLOCK) as f:
+        while block := f.read(_BLOCK):
+            h.update(block)
+            size += len(block)
+    return FileDigest(size, h.hexdigest())
+
+
+def _list_files(fs: AbstractFileSystem, root: str) -> list[str]:
+    if fs.isfile(root):
+        return [root]
+    return sorted(p for p, info in fs.find(root, detail=True).items() if info["type"] == "file")
+
+
+def _relative(root: str, path: str) -> str:
+    root = root.rstrip("/")
+    return path[len(root) + 1 :] if path != root else path.rsplit("/", 1)[-1]
+
+
+def build_manifest(fs: AbstractFileSystem, root: str, *, max_workers: int = 8) -> Manifest:
+    """Hash every file under ``root`` (a directory or a single file).
+
+    Parameters
+    ----------
+    fs : fsspec.AbstractFileSystem
+        Filesystem holding the version.
+    root : str
+        Path of the version (directory or file) on ``fs``.
+    max_workers : int
+        Files hashed concurrently (object stores gain most).
+
+    Returns
+    -------
+    Manifest
+        Relative path -> size and digest.
+    """
+    paths = _list_files(fs, root)
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        digests = list(pool.map(lambda p: _digest_file(fs, p), paths))
+    return Manifest({_relative(root, p): d for p, d in zip(paths, digests, strict=True)})
+
+
+def verify_manifest(
+    fs: AbstractFileSystem, root: str, manifest: Manifest, *, max_workers: int = 8
+) -> list[str]:
+    """Compare what is stored under ``root`` with ``manifest``.
+
+    Returns
+    -------
+    list of str
+        One line per problem (missing, truncated/resized, changed, unexpected file);
+        empty when everything matches.
+    """
+    if not fs.exists(root):
+        return [f"{root}: missing (the whole version is gone)"]
+    actual = build_manifest(fs, root, max_workers=max_workers)
+    problems = []
+    for path, expected in sorted(manifest.files.items()):
+        got = actual.files.get(path)
+        if got is None:
+            problems.append(f"{path}: missing")
+        elif got.size != expected.size:
+            problems.append(f"{path}: size {got.size} != expected {expected.size}")
+        elif got.digest != expected.digest:
+            problems.append(f"{path}: checksum changed")
+    problems.extend(f"{p}: unexpected file" for p in sorted(set(actual.files) - set(manifest.files)))
+    return problems
+
+
+def raise_for_problems(what: str, problems: list[str]) -> None:
+    """Raise :class:`ChecksumMismatchError` naming every problem, if there are any."""
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise ChecksumMismatchError(f"{what} failed verification: {shown}", problems)

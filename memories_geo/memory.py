@@ -1,0 +1,507 @@
+"""``Memory``: one collection of stored objects (configuration + catalog + tiers)."""
+
+from __future__ import annotations
+
+import html
+import os
+import posixpath
+import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from memories_geo.backends.base import Location
+from memories_geo.catalog import Catalog, StagedVersion
+from memories_geo.config import StorageConfig
+from memories_geo.entry import Entry, entries_to_frame
+from memories_geo.errors import (
+    FormatError,
+    KeyExistsError,
+    MemoriesError,
+    TierUnavailableError,
+    UnsupportedObjectError,
+)
+from memories_geo.formats.base import Format, WriteOptions
+from memories_geo.formats.registry import get_format
+from memories_geo.integrity import raise_for_problems
+from memories_geo.keys import VERSIONS_DIR, generate_key, validate_key
+from memories_geo.kinds import detect_kind
+from memories_geo.provenance import attach_source, source_of, without_source
+from memories_geo.query import normalize_bbox, normalize_time
+from memories_geo.tiers import TierRouter
+from memories_geo.types import CompressionLevel, Kind, Mode
+
+__all__ = ["Memory"]
+
+_MODES = ("w-", "w", "a")
+
+
+def _new_version_id() -> str:
+    """Sortable, unique storage id: UTC time to the millisecond plus randomness."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(4)}"
+
+
+class Memory:
+    """A collection of stored geospatial objects.
+
+    Parameters
+    ----------
+    config : StorageConfig, str, Path or None
+        A configuration object, a path to a ``memories.toml`` file, a directory to
+        use as the embedded home, or ``None`` to discover one
+        (``$MEMORIES_GEO_CONFIG``, ``./memories.toml``, else the embedded default
+        under ``$MEMORIES_GEO_HOME`` or ``./.memories``).
+
+    Examples
+    --------
+    >>> import memories_geo as mg
+    >>> mem = mg.Memory("/tmp/mg-doc")  # doctest: +SKIP
+    >>> entry = mem.save(ds, "era5/t2m", tier="hot")  # doctest: +SKIP
+    >>> mem.open("era5/t2m")  # doctest: +SKIP
+    """
+
+    def __init__(self, config: StorageConfig | str | os.PathLike[str] | None = None) -> None:
+        if config is None:
+            config = StorageConfig.discover()
+        elif not isinstance(config, StorageConfig):
+            path = Path(config)
+            config = (
+                StorageConfig.from_toml(path)
+                if path.suffix == ".toml"
+                else StorageConfig.embedded(path)
+            )
+        self.config = config
+        self.catalog = Catalog(config.catalog)
+        self.tiers = TierRouter(config)
+
+    # -- saving ----------------------------------------------------------------------
+
+    def save(
+        self,
+        obj: Any,
+        key: str | None = None,
+        *,
+        tier: str | None = None,
+        format: str | None = None,
+        mode: Mode | None = None,
+        crs: Any = None,
+        encoding: Mapping[str, Any] | None = None,
+        append_dim: str | None = None,
+        compression: str | CompressionLevel | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        **format_kwargs: Any,
+    ) -> Entry:
+        """Store ``obj`` under ``key`` as a new immutable version and return its entry.
+
+        The version is staged (written and checksummed) before one catalog
+        transaction makes it current, so a failure at any point leaves the
+        previous version current and intact.
+
+        Parameters
+        ----------
+        obj : xarray.Dataset, DataArray, DataTree, geopandas.GeoDataFrame or GeoSeries
+            What to store.
+        key : str, optional
+            Slash-separated name. Default: the key ``obj`` was opened from, else a
+            new readable key made from its name.
+        tier : str, optional
+            ``"hot"``, ``"warm"``, ``"cold"``, ``"glacier"`` (or a configured name);
+            default: the configured default tier.
+        format : str, optional
+            Override the default format of the data kind on that tier.
+        mode : {"w-", "w", "a"}, optional
+            ``"w-"`` fails if the key exists, ``"w"`` writes a new version, ``"a"``
+            appends (rasters along ``append_dim``, tables by rows) into a new version. Default: ``"w-"`` for
+            an explicit key, ``"w"`` when re-saving an object opened from a key.
+        crs : optional
+            CRS to assign when ``obj`` has none (anything pyproj understands).
+        encoding : mapping, optional
+            Per-variable encoding for xarray objects, as in ``to_zarr``.
+        append_dim : str, optional
+            Dimension to append along, with ``mode="a"``.
+        compression : {"fast", "medium", "high", "maximum"}, optional
+            Override the tier's compression level.
+        attrs : mapping, optional
+            Metadata stored in the catalog with this version.
+        tags : sequence of str
+            Labels to search by.
+        **format_kwargs
+            Passed to the format's writer.
+
+        Returns
+        -------
+        Entry
+            The catalog entry of the new version.
+
+        Raises
+        ------
+        KeyExistsError
+            ``mode="w-"`` and the key exists.
+        InvalidKeyError
+            The key is unsafe.
+        UnsupportedObjectError
+            The object cannot be stored (no spatial dims, no CRS, wrong type).
+        TierUnavailableError, FormatError
+            Unknown tier or format, or the format cannot hold this object.
+        """
+        source = source_of(obj)
+        if key is None and source is not None:
+            key = source["key"]
+            mode = mode or "w"
+        if mode is None:
+            mode = "w-"
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        obj = without_source(obj)
+        kind = detect_kind(obj)
+        if mode == "a" and append_dim is None and kind is Kind.RASTER:
+            raise ValueError("mode='a' needs append_dim= (the dimension to append along)")
+        if key is None:
+            key = generate_key(_name_hint(obj), kind.value)
+        key = validate_key(key)
+        previous = None
+        if mode == "w-" and self._exists(key):
+            raise KeyExistsError(
+                f"key {key!r} already exists; pass mode='w' to save a new version, or choose another key"
+            )
+        if mode == "a":
+            previous = self.catalog.current(key)
+        tier = str(tier or (previous.tier if previous else self.config.default_tier))
+        backend = self.tiers.backend(tier)
+        if not backend.supports_writes:
+            raise TierUnavailableError(f"tier {tier!r} is read-only")
+        fmt_name = format or (previous.format if previous else self.tiers.format_for(tier, kind, obj))
+        fmt = self._format_for(fmt_name, kind, obj)
+        options = WriteOptions(
+            mode=mode,
+            compression=CompressionLevel(compression or self.tiers.compression(tier)),
+            encoding=encoding,
+            append_dim=append_dim,
+            crs=crs,
+            previous=self._location(previous) if previous else None,
+            extra=dict(format_kwargs),
+        )
+        version_id = _new_version_id()
+        path = posixpath.join(key, VERSIONS_DIR, version_id + fmt.extension)
+        location = Location(backend, path)
+        staged = self.catalog.stage(
+            key=key, version_id=version_id, tier=tier, format=fmt.name, kind=kind.value,
+            path=path, uri=location.url,
+        )
+        try:
+            result = fmt.write(obj, location, options)
+            if not result.manifest.files:
+                raise FormatError(f"format {fmt.name!r} wrote nothing for {key!r}")
+            entry = self.catalog.commit(
+                staged,
+                footprint=result.footprint,
+                manifest=result.manifest,
+                object_info=result.object_info,
+                attrs=attrs,
+                tags=tags,
+                exclusive=mode == "w-",
+            )
+        except BaseException as exc:
+            self._abandon(fmt, location, staged)
+            if isinstance(exc, MemoriesError | ValueError | TypeError | KeyboardInterrupt):
+                raise
+            raise FormatError(f"writing {key!r} as {fmt.name} failed: {exc}") from exc
+        self._publish(entry)
+        return entry
+
+    def _publish(self, entry: Entry) -> None:
+        """Let formats that keep a stable name (a database view) point it at ``entry``."""
+        publish = getattr(get_format(entry.format), "publish", None)
+        if publish is not None:
+            publish(self._location(entry), entry.key)
+
+    def _unpublish(self, entry: Entry) -> None:
+        unpublish = getattr(get_format(entry.format), "unpublish", None)
+        if unpublish is not None:
+            unpublish(self.tiers.backend(entry.tier), entry.key)
+
+    def _abandon(self, fmt: Format, location: Location, staged: StagedVersion) -> None:
+        try:
+            fmt.delete(location)
+        finally:
+            self.catalog.discard(staged)
+
+    def _format_for(self, name: str, kind: Kind, obj: Any) -> Format:
+        fmt = get_format(name)
+        if kind not in fmt.kinds:
+            raise UnsupportedObjectError(
+                f"format {name!r} stores {sorted(k.value for k in fmt.kinds)} data, "
+                f"not {kind.value}; leave format= unset to use the default for {kind.value}"
+            )
+        if not fmt.can_store(obj):
+            raise UnsupportedObjectError(f"format {name!r} cannot store a {type(obj).__name__}")
+        return fmt
+
+    def _exists(self, key: str) -> bool:
+        return bool(self.catalog.search(key=_glob_escape(key)))
+
+    def _location(self, entry: Entry) -> Location:
+        return Location(self.tiers.backend(entry.tier), entry.path)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def open(self, key: str, *, version: int | None = None, **query: Any) -> Any:
+        """Open the current (or a given) version of ``key``, lazily where the format allows.
+
+        Parameters
+        ----------
+        key : str
+            The key.
+        version : int, optional
+            A version number from :meth:`versions`; default the current one.
+        **query
+            Format options, e.g. ``chunks=`` (Zarr), ``columns=`` / ``bbox=`` (GeoParquet).
+
+        Returns
+        -------
+        xarray.Dataset, DataArray, DataTree, geopandas.GeoDataFrame or GeoSeries
+            The same type that was saved. It remembers its key, so
+            ``obj.memories.save()`` stores a new version of it.
+
+        Raises
+        ------
+        KeyNotFoundError
+            No such key or version.
+        """
+        entry = self.catalog.get(validate_key(key), version)
+        obj = get_format(entry.format).open(self._location(entry), entry.object_info, **query)
+        self.catalog.touch(entry)
+        return attach_source(obj, {"key": entry.key, "version": entry.version})
+
+    def info(self, key: str, *, version: int | None = None) -> Entry:
+        """Catalog entry of the current (or a given) version of ``key``."""
+        return self.catalog.get(validate_key(key), version)
+
+    def versions(self, key: str) -> list[Entry]:
+        """Every version of ``key``, oldest first."""
+        return self.catalog.versions(validate_key(key))
+
+    def ls(self, pattern: str | None = None, *, tier: str | None = None) -> Any:
+        """Table (pandas DataFrame) of current entries, optionally filtered by key glob and tier.
+
+        Examples
+        --------
+        >>> mg.ls("era5/*")  # doctest: +SKIP
+        """
+        return _plain(entries_to_frame(self.catalog.search(key=pattern, tier=tier)))
+
+    def search(
+        self,
+        *,
+        bbox: Sequence[float] | None = None,
+        time: Any = None,
+        tier: str | Sequence[str] | None = None,
+        kind: str | Sequence[str] | None = None,
+        key: str | None = None,
+        tags: Sequence[str] | None = None,
+        bbox_crs: Any = None,
+        all_versions: bool = False,
+    ) -> Any:
+        """Find stored objects across all tiers.
+
+        Parameters
+        ----------
+        bbox : (minx, miny, maxx, maxy), optional
+            Intersecting footprints; EPSG:4326 unless ``bbox_crs`` says otherwise.
+        time : (start, end) or str, optional
+            Overlapping time ranges; partial dates cover their period
+            (``("2024-01", "2024-06")`` is January 1 to June 30 inclusive).
+        tier, kind : str or list of str, optional
+            Restrict to these tiers / kinds.
+        key : str, optional
+            Glob on keys, e.g. ``"era5/*"``.
+        tags : list of str, optional
+            Entries carrying all of these tags.
+        bbox_crs : optional
+            CRS of ``bbox``.
+        all_versions : bool
+            Include non-current versions.
+
+        Returns
+        -------
+        geopandas.GeoDataFrame
+            One row per entry with its footprint (EPSG:4326) as geometry, so
+            ``.explore()`` maps the results.
+
+        Examples
+        --------
+        >>> mg.search(bbox=(-10, 35, 5, 45), time=("2024-01", "2024-06"))  # doctest: +SKIP
+        """
+        for name, value in (("tier", tier), ("kind", kind)):
+            allowed = self.tiers.names if name == "tier" else [k.value for k in Kind]
+            values = [value] if isinstance(value, str) else list(value or [])
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ValueError(f"unknown {name} {bad}; valid: {allowed}")
+        entries = self.catalog.search(
+            bbox=normalize_bbox(bbox, bbox_crs),
+            time=normalize_time(time),
+            tier=tier,
+            kind=kind,
+            key=key,
+            tags=tags,
+            all_versions=all_versions,
+        )
+        return entries_to_frame(entries)
+
+    # -- deleting, verifying, recovering -------------------------------------------
+
+    def delete(self, key: str, *, version: int | None = None) -> list[Entry]:
+        """Delete ``key`` with all its versions (or one non-current ``version``).
+
+        The catalog forgets first, in one transaction, then the data is removed;
+        an interruption leaves only unreferenced files that :meth:`recover` removes.
+
+        Returns
+        -------
+        list of Entry
+            What was deleted.
+        """
+        key = validate_key(key)
+        if version is None:
+            current = self.catalog.current(key)
+            entries = self.catalog.remove_key(key)
+            self._unpublish(current)
+        else:
+            entries = [self.catalog.remove_version(key, version)]
+        for entry in entries:
+            get_format(entry.format).delete(self._location(entry))
+        return entries
+
+    def verify(self, key: str | None = None, *, all_versions: bool = False) -> list[Entry]:
+        """Re-hash stored data and compare with the manifests.
+
+        Returns
+        -------
+        list of Entry
+            The entries verified.
+
+        Raises
+        ------
+        ChecksumMismatchError
+            Naming every missing, truncated or changed object.
+        """
+        if key is not None:
+            entries = self.versions(key) if all_versions else [self.info(key)]
+        else:
+            entries = self.catalog.all_versions() if all_versions else self.catalog.current_entries()
+        problems: list[str] = []
+        for entry in entries:
+            found = get_format(entry.format).verify(self._location(entry), self.catalog.manifest(entry))
+            problems += [f"{entry.key} v{entry.version}: {p}" for p in found]
+        raise_for_problems(f"{len(entries)} version(s)", problems)
+        return entries
+
+    def recover(self) -> list[str]:
+        """Remove orphans: staged versions whose writer is gone, and unreferenced version files.
+
+        Safe while other processes write: a staged version whose writing process is
+        still alive on this host is left alone.
+
+        Returns
+        -------
+        list of str
+            Display URLs of what was removed.
+        """
+        removed = []
+        for staged in self.catalog.staged_versions():
+            if _writer_alive(staged.writer):
+                continue
+            location = Location(self.tiers.backend(staged.tier), staged.path)
+            try:
+                get_format(staged.format).delete(location)
+            except FormatError:
+                location.backend.remove(location.path)
+            self.catalog.discard(staged)
+            removed.append(location.url)
+        known = {
+            (e.tier, e.path) for e in self.catalog.all_versions()
+        } | {(s.tier, s.path) for s in self.catalog.staged_versions()}
+        for tier in self.tiers.names:
+            backend = self.tiers.backend(tier)
+            if not backend.supports_listing:
+                continue
+            stored = backend.version_paths() if backend.is_database else _version_paths(backend)
+            for path in stored:
+                if (tier, path) not in known:
+                    backend.remove(path)
+                    removed.append(backend.url_for(path))
+        return removed
+
+    # -- display ---------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        tiers = ", ".join(f"{n}={self.tiers.tier_config(n).url}" for n in self.tiers.names)
+        return f"Memory(catalog={str(self.catalog.path)!r}, tiers: {tiers})"
+
+    def _repr_html_(self) -> str:
+        entries = self.catalog.current_entries()
+        rows = []
+        for name in self.tiers.names:
+            here = [e for e in entries if e.tier == name]
+            size = sum(e.size_bytes for e in here)
+            url = html.escape(repr(self.tiers.tier_config(name)).split("url=", 1)[1].split(",", 1)[0])
+            rows.append(f"<tr><td>{name}</td><td>{url}</td><td>{len(here)}</td><td>{size:,}</td></tr>")
+        return (
+            "<div><strong>memories_geo.Memory</strong>"
+            f" <code>{html.escape(str(self.catalog.path))}</code><table>"
+            "<tr><th>tier</th><th>url</th><th>keys</th><th>bytes</th></tr>"
+            + "".join(rows) + "</table></div>"
+        )
+
+
+def _plain(frame: Any) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(frame.drop(columns="geometry"))
+
+
+def _glob_escape(key: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in key)
+
+
+def _name_hint(obj: Any) -> str | None:
+    name = getattr(obj, "name", None)
+    if isinstance(name, str):
+        return name
+    geometry = getattr(obj, "geometry", None)
+    return getattr(geometry, "name", None) if geometry is not None and name is None else None
+
+
+def _writer_alive(writer: str) -> bool:
+    host, _, pid = writer.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _version_paths(backend: Any) -> list[str]:
+    """Every ``<key>/@v/<version>`` path stored on a file backend (no descent into versions)."""
+    found: list[str] = []
+    pending = [""]
+    while pending:
+        path = pending.pop()
+        for name in backend.listdir(path):
+            child = posixpath.join(path, name) if path else name
+            if name == VERSIONS_DIR:
+                found += [posixpath.join(child, v) for v in backend.listdir(child)]
+            elif backend.fs.isdir(backend.full_path(child)):
+                pending.append(child)
+    return found

@@ -1,0 +1,249 @@
+"""Start real servers on loopback for tests: PostgreSQL/PostGIS, S3 (moto), Azurite, GCS.
+
+Each ``start_*`` function returns a handle with the connection details and a ``stop()``
+method. They raise :class:`ServiceUnavailable` with the reason when a server cannot start;
+the test suite turns that into a skip outside CI and a failure in CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Service",
+    "ServiceUnavailable",
+    "free_port",
+    "start_azurite",
+    "start_gcs",
+    "start_moto",
+    "start_postgres",
+]
+
+POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+
+
+class ServiceUnavailable(RuntimeError):
+    """A test server could not be started (the message says why)."""
+
+
+@dataclass
+class Service:
+    """A running server: connection details plus how to stop it."""
+
+    name: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    _stop: Callable[[], None] | None = None
+
+    def stop(self) -> None:
+        """Stop the server and remove its files."""
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise ServiceUnavailable(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+# -- PostgreSQL + PostGIS --------------------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    for directory in POSTGRES_BIN_DIRS:
+        if Path(directory, "initdb").exists():
+            return Path(directory)
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise ServiceUnavailable(
+        "PostgreSQL server binaries (initdb) not found; install postgresql-15-postgis-3 "
+        "(scripts/test does) or set MEMORIES_GEO_TEST_DSN"
+    )
+
+
+def start_postgres() -> Service:
+    """A throwaway PostgreSQL cluster with PostGIS on a free loopback port.
+
+    Uses ``$MEMORIES_GEO_TEST_DSN`` instead when it is set. As root, the cluster runs
+    as the ``postgres`` user (PostgreSQL refuses to run as root).
+    """
+    dsn = os.environ.get("MEMORIES_GEO_TEST_DSN")
+    if dsn:
+        return Service("postgres", dsn)
+    bindir = _postgres_bin()
+    run_as: list[str] = []
+    owner = None
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            raise ServiceUnavailable("running as root and there is no 'postgres' user") from None
+        run_as = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="memories-geo-pg-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    if owner is not None:
+        for path in (root, sockets):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    port = free_port()
+
+    def run(*args: str) -> None:
+        proc = subprocess.run([*run_as, *args], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ServiceUnavailable(f"{' '.join(args[:2])} failed: {proc.stderr.strip()[-2000:]}")
+
+    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+        "--no-sync", "--locale=C.UTF-8")
+    options = (
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
+        "-t", "60", "start")
+
+    def stop() -> None:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+    try:
+        psql = [*run_as, str(bindir.parent / "bin" / "psql") if (bindir / "psql").exists() else "psql",
+                "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+        for sql in ("CREATE DATABASE memories_test",):
+            proc = subprocess.run([*psql, "-d", "postgres", "-c", sql], capture_output=True, text=True)
+            if proc.returncode:
+                raise ServiceUnavailable(proc.stderr.strip())
+        proc = subprocess.run([*psql, "-d", "memories_test", "-c", "CREATE EXTENSION postgis"],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise ServiceUnavailable(
+                f"PostGIS is not installed for this PostgreSQL ({proc.stderr.strip()}); "
+                "install postgresql-15-postgis-3"
+            )
+    except BaseException:
+        stop()
+        raise
+    return Service("postgres", f"postgresql://postgres@127.0.0.1:{port}/memories_test", _stop=stop)
+
+
+# -- object stores -----------------------------------------------------------------------
+
+
+def start_moto(bucket: str = "memories-test") -> Service:
+    """An S3 server (moto's ThreadedMotoServer) with one bucket, for s3fs."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        raise ServiceUnavailable(f"moto[server] is not installed: {exc}") from exc
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    _wait_for_port(port, 30, "moto")
+    endpoint = f"http://127.0.0.1:{port}"
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+    import logging
+
+    import boto3
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return Service("s3", f"s3://{bucket}", options=options, _stop=server.stop)
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _azurite_command(blob_port: int, location: Path) -> list[str]:
+    candidates = [
+        Path.cwd() / ".test-services/node_modules/.bin/azurite-blob",
+        Path(__file__).resolve().parents[2] / ".test-services/node_modules/.bin/azurite-blob",
+    ]
+    exe = next((str(p) for p in candidates if p.exists()), None) or shutil.which("azurite-blob")
+    if exe is None:
+        raise ServiceUnavailable(
+            "azurite-blob not found; `npm install --prefix .test-services azurite` (scripts/test does)"
+        )
+    return [exe, "--blobHost", "127.0.0.1", "--blobPort", str(blob_port), "--location",
+            str(location), "--silent", "--skipApiVersionCheck", "--loose"]
+
+
+def start_azurite(container: str = "memories-test") -> Service:
+    """Azurite's blob service with one container, for adlfs (``az://`` URLs)."""
+    port = free_port()
+    location = Path(tempfile.mkdtemp(prefix="memories-geo-azurite-"))
+    proc = subprocess.Popen(_azurite_command(port, location), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(location, ignore_errors=True)
+
+    try:
+        _wait_for_port(port, 60, "azurite")
+        connection_string = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
+        options = {"connection_string": connection_string, "account_name": AZURITE_ACCOUNT}
+        import adlfs
+
+        adlfs.AzureBlobFileSystem(**options, skip_instance_cache=True).mkdir(container)
+    except BaseException:
+        stop()
+        raise
+    return Service("azure", f"az://{container}", options=options, _stop=stop)
+
+
+def start_gcs(bucket: str = "memories-test") -> Service:
+    """gcp-storage-emulator (in memory) with one bucket, for gcsfs (``gs://`` URLs).
+
+    The emulator speaks only the JSON API, so gcsfs's bucket-layout probe over gRPC is
+    switched off (``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false``, read when gcsfs is imported).
+    """
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    try:
+        from gcp_storage_emulator.server import create_server
+    except ImportError as exc:
+        raise ServiceUnavailable(f"gcp-storage-emulator is not installed: {exc}") from exc
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    _wait_for_port(port, 30, "gcp-storage-emulator")
+    options = {"token": "anon", "endpoint_url": f"http://127.0.0.1:{port}", "project": "test"}
+    return Service("gcs", f"gs://{bucket}", options=options, _stop=server.stop)

@@ -1,0 +1,382 @@
+from __future__ import annotations
+
+import copy
+import math
+import subprocess
+import sys
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import memories_geo as mg
+from memories_geo.formats.zarr import DATAARRAY_VARIABLE, INFO_ATTR, ZARR_CODECS
+from memories_geo.testing import FormatRoundTripTests
+from memories_geo.types import CompressionLevel
+
+import raster_cases as rc  # isort: skip
+
+pytest.importorskip("zarr")
+pytest.importorskip("dask")
+
+SHARED_CASES = sorted(rc.SHARED_RASTERS)
+
+
+def _is_lazy(obj: Any) -> bool:
+    import dask.array as dsa
+
+    if isinstance(obj, xr.DataTree):
+        return all(_is_lazy(node.to_dataset(inherit=False)) for node in obj.subtree)
+    if isinstance(obj, xr.DataArray):
+        return isinstance(obj.variable._data, dsa.Array)
+    return all(isinstance(var.variable._data, dsa.Array) for var in obj.data_vars.values())
+
+
+def _make_case(name: str) -> Any:
+    if name in rc.SHARED_RASTERS:
+        return rc.open_shared_raster(name)
+    return rc.CASES[name]()
+
+
+def _store_path(memory: mg.Memory, key: str, version: int | None = None) -> str:
+    entry = memory.info(key, version=version)
+    return memory.tiers.backend(entry.tier).full_path(entry.path)
+
+
+@pytest.fixture
+def mem(tmp_path: Path) -> mg.Memory:
+    return mg.Memory(mg.StorageConfig.embedded(tmp_path / "memories"))
+
+
+class TestZarrRoundTrip(FormatRoundTripTests):
+    format_name = "zarr"
+
+    @pytest.fixture(
+        params=[*rc.CASES, *(pytest.param(n, marks=pytest.mark.shared_data) for n in SHARED_CASES)]
+    )
+    def case(self, request: pytest.FixtureRequest) -> Any:
+        return _make_case(request.param)
+
+    def assert_same(self, expected: Any, actual: Any) -> None:
+        assert type(actual) is type(expected)
+        xr.testing.assert_identical(expected, actual)
+        if isinstance(expected, xr.DataArray):
+            assert actual.name == expected.name
+        assert _is_lazy(actual), "opened object is not dask-backed"
+
+
+class TestZarrOnMemoryFilesystem(FormatRoundTripTests):
+    """The same contract through zarr's FsspecStore (a non-local tier)."""
+
+    format_name = "zarr"
+    tier = "remote"
+
+    @pytest.fixture
+    def memory(self, tmp_path: Path) -> mg.Memory:
+        config = mg.StorageConfig.embedded(tmp_path / "memories")
+        remote = mg.TierConfig(url=f"memory://mg-{uuid.uuid4().hex}/remote")
+        return mg.Memory(replace(config, tiers={**config.tiers, "remote": remote}))
+
+    @pytest.fixture(params=["cf_coder_attrs", "dataarray_unnamed", "chunked", "datatree"])
+    def case(self, request: pytest.FixtureRequest) -> Any:
+        return _make_case(request.param)
+
+    def assert_same(self, expected: Any, actual: Any) -> None:
+        xr.testing.assert_identical(expected, actual)
+        assert _is_lazy(actual)
+
+
+# -- real rasters ------------------------------------------------------------------------
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", SHARED_CASES)
+def test_shared_raster_keeps_crs_transform_and_nodata(mem: mg.Memory, name: str) -> None:
+    original = rc.open_shared_raster(name)
+    mem.save(original, "real/raster", format="zarr")
+    reopened = mem.open("real/raster")
+    assert reopened.dtype == original.dtype
+    assert reopened.rio.crs == original.rio.crs
+    assert reopened.rio.transform() == original.rio.transform()
+    nodata = original.rio.nodata
+    if nodata is None:
+        assert reopened.rio.nodata is None
+    else:
+        assert reopened.rio.nodata == nodata
+        assert reopened.rio.nodata.dtype == nodata.dtype
+    assert reopened.spatial_ref.attrs["crs_wkt"] == original.spatial_ref.attrs["crs_wkt"]
+    assert reopened.spatial_ref.attrs["GeoTransform"] == original.spatial_ref.attrs["GeoTransform"]
+    for key in ("_FillValue", "scale_factor", "add_offset"):
+        if key in original.attrs:
+            assert type(reopened.attrs[key]) is type(original.attrs[key]), key
+
+
+@pytest.mark.shared_data
+def test_rasterio_attrs_are_moved_not_decoded_by_plain_readers(mem: mg.Memory) -> None:
+    original = rc.open_shared_raster("RGB.byte.tif")
+    entry = mem.save(original, "real/rgb", format="zarr")
+    moved = entry.object_info["nodes"]["/"]["attrs"][DATAARRAY_VARIABLE]
+    assert {"_FillValue", "scale_factor", "add_offset"} <= set(moved)
+    plain = xr.open_zarr(_store_path(mem, "real/rgb"), consolidated=True)
+    assert plain[DATAARRAY_VARIABLE].dtype == np.uint8
+    assert "_FillValue" not in plain[DATAARRAY_VARIABLE].attrs
+    assert INFO_ATTR in plain.attrs
+
+
+@pytest.mark.shared_data
+def test_save_leaves_the_callers_object_untouched(mem: mg.Memory) -> None:
+    original = rc.open_shared_raster("RGB.byte.tif")
+    attrs, encoding = copy.deepcopy(original.attrs), copy.deepcopy(original.encoding)
+    coord_encoding = copy.deepcopy(original.spatial_ref.encoding)
+    mem.save(original, "real/rgb", format="zarr", compression="high")
+    assert original.attrs == attrs
+    assert original.encoding == encoding
+    assert original.spatial_ref.encoding == coord_encoding
+
+
+# -- footprints --------------------------------------------------------------------------
+
+
+@pytest.mark.shared_data
+def test_footprint_of_landsat_scene_matches_pyproj(mem: mg.Memory) -> None:
+    import pyproj
+
+    original = rc.open_shared_raster("RGB.byte.tif")
+    entry = mem.save(original, "real/rgb", format="zarr")
+    transformer = pyproj.Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
+    expected = transformer.transform_bounds(*original.rio.bounds(), densify_pts=21)
+    assert entry.bbox == pytest.approx(expected, abs=1e-6)
+    assert entry.bbox == pytest.approx((-78.96, 23.56, -76.57, 25.55), abs=0.01)
+    assert entry.native_bbox == pytest.approx(original.rio.bounds(), abs=1e-6)
+    assert entry.crs == "EPSG:32618"
+    assert entry.variables == ()
+    assert dict(entry.shape) == {"band": 3, "y": 718, "x": 791}
+
+
+@pytest.mark.shared_data
+def test_footprint_of_geostationary_disk_is_finite(mem: mg.Memory) -> None:
+    original = rc.open_shared_raster("goes.tif")
+    entry = mem.save(original, "real/goes", format="zarr")
+    assert entry.bbox is not None
+    minx, miny, maxx, maxy = entry.bbox
+    assert all(math.isfinite(v) for v in entry.bbox)
+    assert -180 <= minx < -75 < maxx <= 180
+    assert -90 <= miny < 0 < maxy <= 90
+    assert entry.crs is not None
+    assert "Geostationary" in entry.crs
+
+
+def test_footprint_time_range_and_variables(mem: mg.Memory) -> None:
+    ds = rc.time_coordinate()
+    entry = mem.save(ds, "synthetic/t2m", format="zarr")
+    assert pd.Timestamp(entry.time_start) == pd.Timestamp("2024-01-01")
+    assert pd.Timestamp(entry.time_end) == pd.Timestamp("2024-01-03")
+    assert entry.variables == ("t2m",)
+    assert entry.crs == rc.UTM_WKT_CRS
+
+
+def test_footprint_of_a_datatree_covers_its_nodes(mem: mg.Memory) -> None:
+    entry = mem.save(rc.datatree(), "synthetic/tree", format="zarr")
+    assert entry.bbox is not None
+    assert pd.Timestamp(entry.time_end) == pd.Timestamp("2024-01-03")
+    assert "/a/t2m" in entry.variables
+    assert "/b/c/u2" in entry.variables
+
+
+# -- CRS ---------------------------------------------------------------------------------
+
+
+def test_no_crs_raises_naming_crs_keyword(mem: mg.Memory) -> None:
+    with pytest.raises(mg.UnsupportedObjectError, match=r"crs="):
+        mem.save(rc.bare_dataset(), "nocrs", format="zarr")
+    with pytest.raises(mg.KeyNotFoundError):
+        mem.open("nocrs")
+    hot = Path(mem.tiers.backend("hot").full_path(""))
+    assert list(hot.rglob("*.zarr")) == []
+
+
+def test_crs_keyword_assigns_a_cf_grid_mapping(mem: mg.Memory) -> None:
+    import pyproj
+
+    ds = rc.bare_dataset()
+    entry = mem.save(ds, "withcrs", format="zarr", crs="EPSG:32631")
+    assert "spatial_ref" not in ds.coords
+    assert entry.crs == "EPSG:32631"
+    reopened = mem.open("withcrs")
+    assert "spatial_ref" in reopened.coords
+    wkt = reopened.spatial_ref.attrs["crs_wkt"]
+    assert pyproj.CRS.from_wkt(wkt).to_epsg() == 32631
+    assert reopened.spatial_ref.attrs["spatial_ref"] == wkt
+    assert reopened.rio.crs.to_epsg() == 32631
+    xr.testing.assert_identical(rc.with_crs(ds, "EPSG:32631"), reopened)
+
+
+def test_conflicting_crs_keyword_raises(mem: mg.Memory) -> None:
+    with pytest.raises(mg.UnsupportedObjectError, match="reproject"):
+        mem.save(rc.float32_nan(), "conflict", format="zarr", crs="EPSG:4326")
+
+
+def test_matching_crs_keyword_is_accepted(mem: mg.Memory) -> None:
+    entry = mem.save(rc.float32_nan(), "same", format="zarr", crs=rc.UTM_WKT_CRS)
+    assert entry.crs == rc.UTM_WKT_CRS
+
+
+# -- appends -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_dataarray", [False, True], ids=["Dataset", "DataArray"])
+def test_append_along_time_makes_a_new_version(mem: mg.Memory, as_dataarray: bool) -> None:
+    full = rc.cf_attributes()
+    if as_dataarray:
+        full = full["t2m"]
+    first, second = full.isel(time=slice(0, 2)), full.isel(time=slice(2, None))
+    v1 = mem.save(first, "append/t2m", format="zarr")
+    v1_files = sorted(p.name for p in Path(_store_path(mem, "append/t2m")).rglob("*"))
+    v2 = mem.save(second, "append/t2m", mode="a", append_dim="time")
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.path != v1.path
+    assert pd.Timestamp(v2.time_end) == pd.Timestamp("2024-01-03")
+    assert dict(v2.shape)["time"] == 3
+    xr.testing.assert_identical(xr.concat([first, second], dim="time"), mem.open("append/t2m"))
+    xr.testing.assert_identical(first, mem.open("append/t2m", version=1))
+    assert sorted(p.name for p in Path(_store_path(mem, "append/t2m", 1)).rglob("*")) == v1_files
+    mem.verify("append/t2m", all_versions=True)
+
+
+def test_append_keeps_rasterio_attrs(mem: mg.Memory) -> None:
+    da = rc.with_crs(
+        xr.DataArray(
+            np.arange(24, dtype="uint8").reshape(2, 3, 4),
+            dims=("time", "y", "x"),
+            coords={"time": pd.date_range("2024-01-01", periods=2), **rc._grid()},
+            attrs={"_FillValue": np.uint8(0), "scale_factor": 1.0, "add_offset": 0.0},
+        )
+    )
+    mem.save(da.isel(time=[0]), "append/raw", format="zarr")
+    mem.save(da.isel(time=[1]), "append/raw", mode="a", append_dim="time")
+    xr.testing.assert_identical(da, mem.open("append/raw"))
+
+
+def test_append_of_another_type_is_refused(mem: mg.Memory) -> None:
+    ds = rc.time_coordinate()
+    mem.save(ds.isel(time=[0]), "append/mixed", format="zarr")
+    with pytest.raises(mg.UnsupportedObjectError, match="DataArray"):
+        mem.save(ds["t2m"].isel(time=[1]), "append/mixed", mode="a", append_dim="time")
+    assert [e.version for e in mem.versions("append/mixed")] == [1]
+
+
+# -- compression and encoding --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", list(CompressionLevel))
+def test_compression_level_sets_the_configured_codec(mem: mg.Memory, level: CompressionLevel) -> None:
+    import zarr
+
+    mem.save(rc.integers(), "codec", format="zarr", compression=level)
+    group = zarr.open_group(_store_path(mem, "codec"), mode="r")
+    name, params = ZARR_CODECS[level]
+    for array_name in ("i2", "u2", "x"):
+        (codec,) = group[array_name].compressors
+        config = codec.to_dict()
+        assert config["name"] == name
+        for key, value in params.items():
+            configured = config["configuration"][key]
+            assert getattr(configured, "value", configured) == value, (array_name, key)
+
+
+def test_user_encoding_wins_over_tier_compression(mem: mg.Memory) -> None:
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    mem.save(
+        rc.integers(),
+        "codec",
+        format="zarr",
+        compression="fast",
+        encoding={"i2": {"compressors": (ZstdCodec(level=1),), "chunks": (1, 2)}},
+    )
+    group = zarr.open_group(_store_path(mem, "codec"), mode="r")
+    assert group["i2"].compressors[0].to_dict()["configuration"]["level"] == 1
+    assert group["i2"].chunks == (1, 2)
+    assert group["u2"].compressors[0].to_dict()["name"] == "blosc"
+
+
+def test_unknown_encoding_parameter_raises(mem: mg.Memory) -> None:
+    with pytest.raises(mg.FormatError, match=r"unknown encoding parameters \['compresion'\]"):
+        mem.save(rc.integers(), "enc", format="zarr", encoding={"i2": {"compresion": 1}})
+    with pytest.raises(mg.KeyNotFoundError):
+        mem.open("enc")
+
+
+def test_encoding_for_unknown_variable_raises(mem: mg.Memory) -> None:
+    with pytest.raises(mg.FormatError, match="'nope'"):
+        mem.save(rc.integers(), "enc", format="zarr", encoding={"nope": {"dtype": "int8"}})
+
+
+def test_dataarray_encoding_may_be_given_directly(mem: mg.Memory) -> None:
+    import zarr
+
+    da = rc.dataarray_unnamed()
+    mem.save(da, "enc/da", format="zarr", encoding={"dtype": "float64"})
+    group = zarr.open_group(_store_path(mem, "enc/da"), mode="r")
+    assert group[DATAARRAY_VARIABLE].dtype == np.float64
+    xr.testing.assert_identical(da, mem.open("enc/da"))
+
+
+def test_reserved_writer_arguments_are_refused(mem: mg.Memory) -> None:
+    with pytest.raises(mg.FormatError, match="compute"):
+        mem.save(rc.float32_nan(), "kw", format="zarr", compute=False)
+
+
+def test_resaving_an_opened_rechunked_object(mem: mg.Memory) -> None:
+    mem.save(rc.chunked(), "resave", format="zarr")
+    opened = mem.open("resave").chunk({"x": 4, "y": 3})
+    entry = mem.save(opened, compression="maximum")
+    assert entry.version == 2
+    xr.testing.assert_identical(rc.chunked(), mem.open("resave"))
+
+
+# -- opening -----------------------------------------------------------------------------
+
+
+def test_open_selects_variables(mem: mg.Memory) -> None:
+    ds = rc.integers()
+    mem.save(ds, "query", format="zarr")
+    subset = mem.open("query", variables=["i2", "u2"])
+    assert list(subset.data_vars) == ["i2", "u2"]
+    xr.testing.assert_identical(ds[["i2", "u2"]], subset)
+    single = mem.open("query", variables="i8")
+    assert list(single.data_vars) == ["i8"]
+
+
+def test_open_keeps_stored_chunks_unless_told(mem: mg.Memory) -> None:
+    ds = rc.chunked()
+    mem.save(ds, "chunks", format="zarr")
+    assert mem.open("chunks")["t2m"].chunks == ds["t2m"].chunks
+    merged = mem.open("chunks", chunks={"time": 3, "y": 4, "x": 4})
+    assert merged["t2m"].chunks == ((3,), (3,), (4,))
+    xr.testing.assert_identical(ds, merged)
+
+
+def test_open_rejects_unknown_query_and_variables(mem: mg.Memory) -> None:
+    mem.save(rc.integers(), "query", format="zarr")
+    with pytest.raises(mg.FormatError, match="bbox"):
+        mem.open("query", bbox=(0, 0, 1, 1))
+    with pytest.raises(mg.FormatError, match="missing"):
+        mem.open("query", variables=["missing"])
+
+
+def test_importing_the_format_module_does_not_import_zarr() -> None:
+    code = (
+        "import sys, memories_geo, memories_geo.formats.zarr; "
+        "print(sorted(m for m in ('zarr', 'dask', 'rasterio', 'rioxarray') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
