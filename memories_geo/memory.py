@@ -8,9 +8,10 @@ import posixpath
 import secrets
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from memories_geo.backends.base import Location
 from memories_geo.catalog import Catalog, StagedVersion
@@ -23,7 +24,7 @@ from memories_geo.errors import (
     TierUnavailableError,
     UnsupportedObjectError,
 )
-from memories_geo.formats.base import Format, WriteOptions
+from memories_geo.formats.base import Format, WriteOptions, WriteResult
 from memories_geo.formats.registry import get_format
 from memories_geo.integrity import raise_for_problems
 from memories_geo.keys import VERSIONS_DIR, generate_key, validate_key
@@ -93,8 +94,9 @@ class Memory:
         compression: str | CompressionLevel | None = None,
         attrs: Mapping[str, Any] | None = None,
         tags: Sequence[str] = (),
+        compute: bool = True,
         **format_kwargs: Any,
-    ) -> Entry:
+    ) -> Any:
         """Store ``obj`` under ``key`` as a new immutable version and return its entry.
 
         The version is staged (written and checksummed) before one catalog
@@ -129,13 +131,18 @@ class Memory:
             Metadata stored in the catalog with this version.
         tags : sequence of str
             Labels to search by.
+        compute : bool
+            ``False`` returns a ``dask.delayed`` object instead: computing it (on
+            the active dask scheduler or ``distributed`` client) writes the data
+            chunk by chunk, then verifies and commits, and returns the entry.
         **format_kwargs
             Passed to the format's writer.
 
         Returns
         -------
-        Entry
-            The catalog entry of the new version.
+        Entry or dask.delayed.Delayed
+            The catalog entry of the new version (its delayed computation with
+            ``compute=False``).
 
         Raises
         ------
@@ -183,6 +190,7 @@ class Memory:
             append_dim=append_dim,
             crs=crs,
             previous=self._location(previous) if previous else None,
+            compute=compute,
             extra=dict(format_kwargs),
         )
         version_id = _new_version_id()
@@ -192,26 +200,21 @@ class Memory:
             key=key, version_id=version_id, tier=tier, format=fmt.name, kind=kind.value,
             path=path, uri=location.url,
         )
+        commit = _Commit(self, fmt, location, staged, dict(attrs or {}), tuple(tags), mode == "w-")
         try:
             result = fmt.write(obj, location, options)
-            if not result.manifest.files:
-                raise FormatError(f"format {fmt.name!r} wrote nothing for {key!r}")
-            entry = self.catalog.commit(
-                staged,
-                footprint=result.footprint,
-                manifest=result.manifest,
-                object_info=result.object_info,
-                attrs=attrs,
-                tags=tags,
-                exclusive=mode == "w-",
-            )
         except BaseException as exc:
-            self._abandon(fmt, location, staged)
-            if isinstance(exc, MemoriesError | ValueError | TypeError | KeyboardInterrupt):
-                raise
-            raise FormatError(f"writing {key!r} as {fmt.name} failed: {exc}") from exc
-        self._publish(entry)
-        return entry
+            commit.fail(exc)
+        if compute or result.pending is None:
+            entry = commit(result)
+            if compute:
+                return entry
+            import dask
+
+            return dask.delayed(entry, traverse=False)
+        import dask
+
+        return dask.delayed(commit.after_pending, pure=False)(result.pending, result)
 
     def _publish(self, entry: Entry) -> None:
         """Let formats that keep a stable name (a database view) point it at ``entry``."""
@@ -457,6 +460,50 @@ class Memory:
             "<tr><th>tier</th><th>url</th><th>keys</th><th>bytes</th></tr>"
             + "".join(rows) + "</table></div>"
         )
+
+
+class _Commit:
+    """The verify -> commit -> publish steps of a save, runnable now or after a dask write."""
+
+    def __init__(
+        self, memory: Memory, fmt: Format, location: Location, staged: StagedVersion,
+        attrs: dict[str, Any], tags: tuple[str, ...], exclusive: bool,
+    ) -> None:
+        self.memory, self.fmt, self.location, self.staged = memory, fmt, location, staged
+        self.attrs, self.tags, self.exclusive = attrs, tags, exclusive
+
+    def __call__(self, result: WriteResult) -> Entry:
+        try:
+            if not result.manifest.files:
+                raise FormatError(f"format {self.fmt.name!r} wrote nothing for {self.staged.key!r}")
+            entry = self.memory.catalog.commit(
+                self.staged,
+                footprint=result.footprint,
+                manifest=result.manifest,
+                object_info=result.object_info,
+                attrs=self.attrs,
+                tags=self.tags,
+                exclusive=self.exclusive,
+            )
+        except BaseException as exc:
+            self.fail(exc)
+        self.memory._publish(entry)
+        return entry
+
+    def after_pending(self, _: Any, result: WriteResult) -> Entry:
+        """Run once the pending write has been computed."""
+        try:
+            manifest = self.fmt.manifest(self.location)
+        except BaseException as exc:
+            self.fail(exc)
+        return self(replace(result, manifest=manifest, pending=None))
+
+    def fail(self, exc: BaseException) -> NoReturn:
+        """Remove what was staged and re-raise (library errors as they are)."""
+        self.memory._abandon(self.fmt, self.location, self.staged)
+        if isinstance(exc, MemoriesError | ValueError | TypeError | KeyboardInterrupt):
+            raise exc
+        raise FormatError(f"writing {self.staged.key!r} as {self.fmt.name} failed: {exc}") from exc
 
 
 def _plain(frame: Any) -> Any:

@@ -37,3 +37,64 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def memory(home: Path) -> mg.Memory:
     """The default collection, in a temporary home."""
     return mg.default()
+
+
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+def _start(starter):
+    """Start a service; skip outside CI when it cannot start, fail in CI."""
+    from memories_geo.testing.services import ServiceUnavailable
+
+    try:
+        return starter()
+    except (ServiceUnavailable, ImportError) as exc:
+        if IN_CI:
+            pytest.fail(f"{starter.__name__}: {exc}")
+        pytest.skip(f"{starter.__name__}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_service():
+    """A PostgreSQL + PostGIS server for the whole session (``.url`` is the DSN)."""
+    from memories_geo.testing.services import start_postgres
+
+    service = _start(start_postgres)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_service) -> str:
+    """DSN of the session's PostgreSQL + PostGIS database."""
+    return postgres_service.url
+
+
+@pytest.fixture(scope="session")
+def s3_service():
+    """moto S3 server; ``.url`` is ``s3://bucket`` and ``.options`` the s3fs storage_options."""
+    from memories_geo.testing.services import start_moto
+
+    service = _start(start_moto)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_service():
+    """gcp-storage-emulator; ``.url`` is ``gs://bucket`` and ``.options`` the gcsfs options."""
+    from memories_geo.testing.services import start_gcs
+
+    service = _start(start_gcs)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def azure_service():
+    """Azurite blob service; ``.url`` is ``az://container`` and ``.options`` the adlfs options."""
+    from memories_geo.testing.services import start_azurite
+
+    service = _start(start_azurite)
+    yield service
+    service.stop()

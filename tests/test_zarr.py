@@ -328,9 +328,11 @@ def test_dataarray_encoding_may_be_given_directly(mem: mg.Memory) -> None:
     xr.testing.assert_identical(da, mem.open("enc/da"))
 
 
-def test_reserved_writer_arguments_are_refused(mem: mg.Memory) -> None:
-    with pytest.raises(mg.FormatError, match="compute"):
-        mem.save(rc.float32_nan(), "kw", format="zarr", compute=False)
+def test_compute_false_returns_a_delayed_entry(mem: mg.Memory) -> None:
+    delayed = mem.save(rc.chunked(), "lazy", format="zarr", compute=False)
+    entry = delayed.compute()
+    assert (entry.key, entry.version) == ("lazy", 1)
+    xr.testing.assert_identical(rc.chunked(), mem.open("lazy"))
 
 
 def test_resaving_an_opened_rechunked_object(mem: mg.Memory) -> None:

@@ -86,6 +86,8 @@ class Location:
 
 
 _FILES = "memories_geo.backends.files:FileBackend"
+_POSTGRES = "memories_geo.backends.postgres:PostgresBackend"
+_POSTGRES_HINT = "Install psycopg and psycopg-pool: pip install memories-geo[postgis]"
 
 #: URL scheme -> backend class path, modules it needs, install hint (like fsspec's registry).
 BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -96,6 +98,8 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "gcs": (_FILES, ("gcsfs",), "Install gcsfs: pip install memories-geo[gcs]"),
     "az": (_FILES, ("adlfs",), "Install adlfs: pip install memories-geo[azure]"),
     "abfs": (_FILES, ("adlfs",), "Install adlfs: pip install memories-geo[azure]"),
+    "postgresql": (_POSTGRES, ("psycopg", "psycopg_pool"), _POSTGRES_HINT),
+    "postgres": (_POSTGRES, ("psycopg", "psycopg_pool"), _POSTGRES_HINT),
 }
 
 

@@ -35,6 +35,9 @@ class WriteOptions:
         CRS to assign when the object has none.
     previous : Location or None
         Current version's location (appends copy or share from it).
+    compute : bool
+        ``False`` asks a format that can (dask-backed data) to return the bulk of
+        the write as ``WriteResult.pending`` instead of doing it.
     extra : mapping
         Format-specific keyword arguments, passed through unchanged.
     """
@@ -45,6 +48,7 @@ class WriteOptions:
     append_dim: str | None = None
     crs: Any = None
     previous: Location | None = None
+    compute: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -61,11 +65,15 @@ class WriteResult:
     object_info : mapping
         What ``open`` needs to rebuild the same Python type (JSON-serialisable),
         e.g. ``{"type": "DataArray", "name": "t2m"}``.
+    pending : dask.delayed.Delayed or None
+        With ``compute=False``: the part of the write still to run. The manifest is
+        then built by :meth:`FileFormat.manifest` once it has run.
     """
 
     manifest: Manifest
     footprint: Footprint
     object_info: Mapping[str, Any] = field(default_factory=dict)
+    pending: Any = None
 
     @property
     def size_bytes(self) -> int:
@@ -75,7 +83,12 @@ class WriteResult:
 
 @runtime_checkable
 class Format(Protocol):
-    """A storage format: one class per format, registered by name in ``formats.registry``."""
+    """A storage format: one class per format, registered by name in ``formats.registry``.
+
+    Formats that expose a stable name outside memories_geo (a database view named after
+    the key) may also define ``publish(location, key)``, called after each commit, and
+    ``unpublish(backend, key)``, called when the key is deleted.
+    """
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[Kind]]
@@ -95,6 +108,10 @@ class Format(Protocol):
 
     def delete(self, location: Location) -> None:
         """Remove everything stored at ``location``; a missing location is not an error."""
+        ...
+
+    def manifest(self, location: Location) -> Manifest:
+        """Checksum manifest of what is stored at ``location`` (after a pending write ran)."""
         ...
 
     def verify(self, location: Location, manifest: Manifest) -> list[str]:
@@ -118,8 +135,11 @@ class FileFormat:
 
     def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:  # noqa: D102
         footprint, info = self._write(obj, location, options)
-        manifest = build_manifest(location.fs, location.full_path)
-        return WriteResult(manifest=manifest, footprint=footprint, object_info=info)
+        return WriteResult(manifest=self.manifest(location), footprint=footprint, object_info=info)
+
+    def manifest(self, location: Location) -> Manifest:
+        """Hash what is stored at ``location``."""
+        return build_manifest(location.fs, location.full_path)
 
     def _write(
         self, obj: Any, location: Location, options: WriteOptions

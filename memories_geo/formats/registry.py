@@ -30,6 +30,11 @@ class _Spec:
 BUILTIN_FORMATS: dict[str, _Spec] = {
     "zarr": _Spec("memories_geo.formats.zarr:ZarrFormat", ("zarr", "dask"), "memories-geo[zarr]"),
     "geoparquet": _Spec("memories_geo.formats.geoparquet:GeoParquetFormat", ("pyarrow",), "memories-geo"),
+    "geojson": _Spec("memories_geo.formats.geojson:GeoJSONFormat", ("pyogrio",), "memories-geo"),
+    "cog": _Spec("memories_geo.formats.cog:COGFormat", ("rasterio", "rioxarray"), "memories-geo[raster]"),
+    "postgis": _Spec(
+        "memories_geo.formats.postgis:PostGISFormat", ("psycopg", "psycopg_pool"), "memories-geo[postgis]"
+    ),
 }
 
 
@@ -46,9 +51,15 @@ def known_formats() -> list[str]:
     return sorted({*BUILTIN_FORMATS, *_entry_point_formats()})
 
 
+def _module_exists(class_path: str) -> bool:
+    return importlib.util.find_spec(class_path.partition(":")[0]) is not None
+
+
 def available_formats() -> list[str]:
     """Format names whose dependencies are installed (checked without importing them)."""
-    names = [n for n, spec in BUILTIN_FORMATS.items() if _installed(spec.requires)]
+    names = [
+        n for n, spec in BUILTIN_FORMATS.items() if _installed(spec.requires) and _module_exists(spec.cls)
+    ]
     return sorted({*names, *_entry_point_formats()})
 
 
