@@ -19,7 +19,7 @@ from memories_geo.errors import KeyExistsError, KeyNotFoundError
 from memories_geo.footprint import BBox, Footprint
 from memories_geo.integrity import Manifest
 
-__all__ = ["Catalog", "StagedVersion", "iso_utc", "utc_now", "writer_id"]
+__all__ = ["Catalog", "CheckpointRow", "StagedVersion", "iso_utc", "utc_now", "version_row", "writer_id"]
 
 SCHEMA_VERSION = 1
 
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS versions (
     key TEXT NOT NULL,
     version INTEGER,
     version_id TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL CHECK (status IN ('staged', 'committed')),
+    status TEXT NOT NULL CHECK (status IN ('staged', 'committed', 'retired')),
     tier TEXT NOT NULL,
     format TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS versions (
     tags TEXT NOT NULL DEFAULT '[]',
     created_at TEXT NOT NULL,
     writer TEXT NOT NULL DEFAULT '',
+    stat_fingerprint TEXT,
     last_accessed_at TEXT,
     access_count INTEGER NOT NULL DEFAULT 0,
     UNIQUE (key, version)
@@ -63,6 +64,32 @@ CREATE TABLE IF NOT EXISTS manifests (
 CREATE TABLE IF NOT EXISTS keys (
     key TEXT PRIMARY KEY,
     current_pk INTEGER NOT NULL REFERENCES versions (id)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('manual', 'auto', 'safety')),
+    n_keys INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    checksum TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    backed_up INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS checkpoints_name ON checkpoints (name, created_at);
+CREATE TABLE IF NOT EXISTS checkpoint_versions (
+    checkpoint_id TEXT NOT NULL REFERENCES checkpoints (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    PRIMARY KEY (checkpoint_id, key)
+);
+CREATE INDEX IF NOT EXISTS checkpoint_versions_vid ON checkpoint_versions (version_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
 );
 """
 _RTREE = "CREATE VIRTUAL TABLE IF NOT EXISTS versions_bbox USING rtree (id, minx, maxx, miny, maxy)"
@@ -92,6 +119,64 @@ def iso_utc(value: Any) -> str | None:
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+_VERSION_COLUMNS = frozenset({
+    "key", "version", "version_id", "status", "tier", "format", "kind", "path", "uri", "crs",
+    "minx", "miny", "maxx", "maxy", "native_bbox", "time_start", "time_end", "variables", "shape",
+    "size_bytes", "checksum", "object_info", "attrs", "tags", "created_at", "writer",
+    "stat_fingerprint", "last_accessed_at", "access_count",
+})
+
+
+#: Columns a commit fills in on the staged row (all fixed names, never user input).
+_COMMIT_COLUMNS = (
+    "crs", "minx", "miny", "maxx", "maxy", "native_bbox", "time_start", "time_end", "variables",
+    "shape", "size_bytes", "checksum", "object_info", "attrs", "tags", "stat_fingerprint",
+)
+
+
+def version_row(
+    staged: StagedVersion,
+    *,
+    uri: str,
+    footprint: Footprint,
+    manifest: Manifest,
+    object_info: Mapping[str, Any],
+    attrs: Mapping[str, Any] | None = None,
+    tags: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The catalog row of a written version, as stored in the catalog and in version records."""
+    fp = footprint
+    minx, miny, maxx, maxy = fp.bbox or (None, None, None, None)
+    return {
+        "key": staged.key, "version": None, "version_id": staged.version_id, "status": "committed",
+        "tier": staged.tier, "format": staged.format, "kind": staged.kind, "path": staged.path,
+        "uri": uri, "crs": fp.crs, "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy,
+        "native_bbox": json.dumps(fp.native_bbox) if fp.native_bbox else None,
+        "time_start": iso_utc(fp.time_start), "time_end": iso_utc(fp.time_end),
+        "variables": json.dumps(list(fp.variables)), "shape": json.dumps(dict(fp.shape)),
+        "size_bytes": manifest.size_bytes, "checksum": manifest.checksum,
+        "object_info": json.dumps(dict(object_info), default=str),
+        "attrs": json.dumps(dict(attrs or {}), default=str), "tags": json.dumps(list(tags)),
+        "created_at": staged.created_at, "writer": staged.writer,
+        "stat_fingerprint": manifest.stat, "manifest": manifest.to_json(),
+    }
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """A checkpoint as the catalog records it."""
+
+    id: str
+    name: str
+    created_at: str
+    kind: str
+    n_keys: int
+    size_bytes: int
+    checksum: str
+    message: str = ""
+    backed_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,18 +265,10 @@ class Catalog:
             pk = int(cur.lastrowid or 0)
         return StagedVersion(pk, key, version_id, tier, format, kind, path, created, writer_id())
 
-    def commit(
-        self,
-        staged: StagedVersion,
-        *,
-        footprint: Footprint,
-        manifest: Manifest,
-        object_info: Mapping[str, Any],
-        attrs: Mapping[str, Any] | None = None,
-        tags: Sequence[str] = (),
-        exclusive: bool = False,
-    ) -> Entry:
+    def commit(self, staged: StagedVersion, row: Mapping[str, Any], *, exclusive: bool = False) -> Entry:
         """Make a staged version the key's current one, in one transaction.
+
+        ``row`` is what :func:`version_row` made of the written version.
 
         Raises
         ------
@@ -199,39 +276,26 @@ class Catalog:
             With ``exclusive=True`` when the key already has a current version
             (the staged row is left for the caller to discard).
         """
-        fp = footprint
         with self.transaction() as con:
             if exclusive and self._current_pk(con, staged.key) is not None:
                 raise KeyExistsError(_exists_message(staged.key))
             (last,) = con.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM versions WHERE key = ?", (staged.key,)
             ).fetchone()
-            bbox = fp.bbox or (None, None, None, None)
+            values = {c: row[c] for c in _COMMIT_COLUMNS}
             con.execute(
-                "UPDATE versions SET status = 'committed', version = ?, crs = ?, minx = ?, "
-                "miny = ?, maxx = ?, maxy = ?, native_bbox = ?, time_start = ?, time_end = ?, "
-                "variables = ?, shape = ?, size_bytes = ?, checksum = ?, object_info = ?, "
-                "attrs = ?, tags = ? WHERE id = ?",
-                (
-                    last + 1, fp.crs, *bbox,
-                    json.dumps(fp.native_bbox) if fp.native_bbox else None,
-                    iso_utc(fp.time_start), iso_utc(fp.time_end),
-                    json.dumps(list(fp.variables)), json.dumps(dict(fp.shape)),
-                    manifest.size_bytes, manifest.checksum,
-                    json.dumps(dict(object_info), default=str),
-                    json.dumps(dict(attrs or {}), default=str), json.dumps(list(tags)),
-                    staged.pk,
-                ),
+                "UPDATE versions SET status = 'committed', version = ?, "  # noqa: S608
+                + ", ".join(f"{c} = ?" for c in values) + " WHERE id = ?",
+                (last + 1, *values.values(), staged.pk),
             )
             con.execute(
                 "INSERT INTO manifests (version_pk, manifest) VALUES (?, ?)",
-                (staged.pk, manifest.to_json()),
+                (staged.pk, row["manifest"]),
             )
-            if self.has_rtree and fp.bbox:
-                minx, miny, maxx, maxy = fp.bbox
+            if self.has_rtree and row["minx"] is not None:
                 con.execute(
                     "INSERT INTO versions_bbox (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-                    (staged.pk, minx, maxx, miny, maxy),
+                    (staged.pk, row["minx"], row["maxx"], row["miny"], row["maxy"]),
                 )
             con.execute(
                 "INSERT INTO keys (key, current_pk) VALUES (?, ?) "
@@ -263,8 +327,16 @@ class Catalog:
                 (utc_now(), entry.key, entry.version),
             )
 
-    def remove_key(self, key: str) -> list[Entry]:
-        """Remove ``key`` and all its versions from the catalog; return them (data still stored).
+    def remove_key(self, key: str) -> tuple[list[Entry], list[Entry]]:
+        """Remove ``key`` and its versions from the catalog, in one transaction.
+
+        Versions pinned by a checkpoint are kept as *retired* (invisible, restorable);
+        the others are forgotten and their data must be purged by the caller.
+
+        Returns
+        -------
+        removed, purge : list of Entry
+            Every version the key had, and those whose data is no longer referenced.
 
         Raises
         ------
@@ -276,11 +348,35 @@ class Catalog:
                 raise KeyNotFoundError(self._not_found_message(con, key))
             entries = self._entries(con, "v.key = ? AND v.status = 'committed'", (key,))
             con.execute("DELETE FROM keys WHERE key = ?", (key,))
-            self._delete_rows(con, [self._pk(con, e) for e in entries])
-        return entries
+            purge = self._retire_or_delete(con, entries)
+        return entries, purge
 
-    def remove_version(self, key: str, version: int) -> Entry:
-        """Remove one non-current version from the catalog; return it (data still stored).
+    def _retire_or_delete(self, con: sqlite3.Connection, entries: list[Entry]) -> list[Entry]:
+        """Retire pinned versions, delete the rest; return the deleted ones."""
+        purge = []
+        for entry in entries:
+            if self._is_pinned(con, entry.version_id):
+                con.execute("UPDATE versions SET status = 'retired' WHERE version_id = ?",
+                            (entry.version_id,))
+            else:
+                self._delete_rows(con, [self._pk(con, entry)])
+                purge.append(entry)
+        return purge
+
+    @staticmethod
+    def _is_pinned(con: sqlite3.Connection, version_id: str) -> bool:
+        row = con.execute(
+            "SELECT 1 FROM checkpoint_versions WHERE version_id = ? LIMIT 1", (version_id,)
+        ).fetchone()
+        return row is not None
+
+    def remove_version(self, key: str, version: int) -> tuple[Entry, bool]:
+        """Remove one non-current version from the catalog (retired if a checkpoint pins it).
+
+        Returns
+        -------
+        entry, purge : Entry, bool
+            The version, and whether its data is no longer referenced.
 
         Raises
         ------
@@ -290,7 +386,9 @@ class Catalog:
             If it is the current version (delete the key, or save a newer one first).
         """
         with self.transaction() as con:
-            found = self._entries(con, "v.key = ? AND v.version = ?", (key, version))
+            found = self._entries(
+                con, "v.key = ? AND v.version = ? AND v.status = 'committed'", (key, version)
+            )
             if not found:
                 raise KeyNotFoundError(f"key {key!r} has no version {version}")
             pk = self._pk(con, found[0])
@@ -299,8 +397,8 @@ class Catalog:
                     f"version {version} is the current version of {key!r}; delete the key "
                     "instead, or save a newer version first"
                 )
-            self._delete_rows(con, [pk])
-        return found[0]
+            purge = self._retire_or_delete(con, found)
+        return found[0], bool(purge)
 
     def _delete_rows(self, con: sqlite3.Connection, pks: list[int]) -> None:
         for pk in pks:
@@ -308,6 +406,205 @@ class Catalog:
             if self.has_rtree:
                 con.execute("DELETE FROM versions_bbox WHERE id = ?", (pk,))
             con.execute("DELETE FROM versions WHERE id = ?", (pk,))
+
+    # -- checkpoints -------------------------------------------------------------
+
+    def create_checkpoint(self, row: CheckpointRow, pins: Mapping[str, str]) -> None:
+        """Record a checkpoint and pin its versions (``key -> version_id``) in one transaction."""
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO checkpoints (id, name, created_at, kind, n_keys, size_bytes, checksum, "
+                "message, backed_up) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.name, row.created_at, row.kind, row.n_keys, row.size_bytes,
+                 row.checksum, row.message, int(row.backed_up)),
+            )
+            con.executemany(
+                "INSERT INTO checkpoint_versions (checkpoint_id, key, version_id) VALUES (?, ?, ?)",
+                [(row.id, k, v) for k, v in pins.items()],
+            )
+
+    def mark_backed_up(self, checkpoint_id: str) -> None:
+        """Record that a checkpoint's data and manifest reached the backup store."""
+        with self.transaction() as con:
+            con.execute("UPDATE checkpoints SET backed_up = 1 WHERE id = ?", (checkpoint_id,))
+
+    def checkpoints(self) -> list[CheckpointRow]:
+        """Every checkpoint, newest first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT id, name, created_at, kind, n_keys, size_bytes, checksum, message, backed_up "
+                "FROM checkpoints ORDER BY created_at DESC, id DESC"
+            ).fetchall()
+        return [CheckpointRow(*r[:8], backed_up=bool(r[8])) for r in rows]
+
+    def checkpoint_pins(self, checkpoint_id: str) -> dict[str, str]:
+        """``key -> version_id`` pinned by a checkpoint."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT key, version_id FROM checkpoint_versions WHERE checkpoint_id = ? ORDER BY key",
+                (checkpoint_id,),
+            ).fetchall()
+        return dict(rows)
+
+    def delete_checkpoint(self, checkpoint_id: str) -> list[Entry]:
+        """Drop a checkpoint; return retired versions no longer pinned (their data must go)."""
+        with self.transaction() as con:
+            vids = [r[0] for r in con.execute(
+                "SELECT version_id FROM checkpoint_versions WHERE checkpoint_id = ?", (checkpoint_id,)
+            )]
+            con.execute("DELETE FROM checkpoint_versions WHERE checkpoint_id = ?", (checkpoint_id,))
+            con.execute("DELETE FROM checkpoints WHERE id = ?", (checkpoint_id,))
+            purge = []
+            for vid in vids:
+                retired = self._entries(con, "v.version_id = ? AND v.status = 'retired'", (vid,))
+                if retired and not self._is_pinned(con, vid):
+                    self._delete_rows(con, [self._pk(con, retired[0])])
+                    purge.append(retired[0])
+        return purge
+
+    def entries_by_version_id(self, version_ids: Sequence[str]) -> dict[str, Entry]:
+        """Committed or retired entries by version id (missing ids are left out)."""
+        found: dict[str, Entry] = {}
+        with self._connect() as con:
+            for vid in version_ids:
+                rows = self._entries(con, "v.version_id = ? AND v.status != 'staged'", (vid,))
+                if rows:
+                    found[vid] = rows[0]
+        return found
+
+    def restore_pointers(self, pins: Mapping[str, str]) -> None:
+        """Make the catalog's keys exactly ``pins`` (``key -> version_id``), in one transaction.
+
+        Keys absent from ``pins`` disappear (their versions are retired, not deleted);
+        pinned versions that were retired come back.
+
+        Raises
+        ------
+        KeyNotFoundError
+            If a version id is unknown to the catalog (nothing is changed).
+        """
+        with self.transaction() as con:
+            targets = {}
+            for key, vid in pins.items():
+                row = con.execute(
+                    "SELECT id FROM versions WHERE version_id = ? AND status != 'staged'", (vid,)
+                ).fetchone()
+                if row is None:
+                    raise KeyNotFoundError(f"version {vid} of {key!r} is not in the catalog")
+                targets[key] = int(row[0])
+            for (key,) in con.execute("SELECT key FROM keys").fetchall():
+                if key not in pins:
+                    con.execute("DELETE FROM keys WHERE key = ?", (key,))
+                    con.execute(
+                        "UPDATE versions SET status = 'retired' WHERE key = ? AND status = 'committed'",
+                        (key,),
+                    )
+            for key, pk in targets.items():
+                con.execute("UPDATE versions SET status = 'committed' WHERE id = ?", (pk,))
+                con.execute(
+                    "INSERT INTO keys (key, current_pk) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET current_pk = excluded.current_pk",
+                    (key, pk),
+                )
+
+    def export_rows(self, version_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Full catalog rows (with manifests) of versions, for checkpoint manifests."""
+        out = []
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            for vid in version_ids:
+                row = con.execute(
+                    "SELECT v.*, m.manifest FROM versions v JOIN manifests m ON m.version_pk = v.id "
+                    "WHERE v.version_id = ?",
+                    (vid,),
+                ).fetchone()
+                if row is not None:
+                    data = dict(row)
+                    data.pop("id")
+                    out.append(data)
+        return out
+
+    def import_rows(self, rows: Sequence[Mapping[str, Any]], *, status: str = "retired") -> int:
+        """Insert exported rows not yet present (by version id); return how many were added.
+
+        Used to rebuild a catalog from checkpoint manifests: imported versions are
+        retired until :meth:`restore_pointers` makes some of them current.
+        """
+        added = 0
+        with self.transaction() as con:
+            for row in rows:
+                exists = con.execute(
+                    "SELECT 1 FROM versions WHERE version_id = ?", (row["version_id"],)
+                ).fetchone()
+                if exists:
+                    continue
+                data = {k: v for k, v in row.items() if k != "manifest"}
+                data["status"] = status
+                clash = con.execute(
+                    "SELECT 1 FROM versions WHERE key = ? AND version = ?", (data["key"], data["version"])
+                ).fetchone()
+                if clash:
+                    (last,) = con.execute(
+                        "SELECT COALESCE(MAX(version), 0) FROM versions WHERE key = ?", (data["key"],)
+                    ).fetchone()
+                    data["version"] = last + 1
+                columns = [c for c in data if c in _VERSION_COLUMNS]
+                cur = con.execute(
+                    f"INSERT INTO versions ({', '.join(columns)}) "  # noqa: S608
+                    f"VALUES ({', '.join('?' * len(columns))})",
+                    [data[c] for c in columns],
+                )
+                pk = int(cur.lastrowid or 0)
+                con.execute("INSERT INTO manifests (version_pk, manifest) VALUES (?, ?)",
+                            (pk, row["manifest"]))
+                if self.has_rtree and data.get("minx") is not None:
+                    con.execute(
+                        "INSERT INTO versions_bbox (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+                        (pk, data["minx"], data["maxx"], data["miny"], data["maxy"]),
+                    )
+                added += 1
+        return added
+
+    def set_stat_fingerprint(self, version_id: str, fingerprint: str | None) -> None:
+        """Remember the file listing (sizes, times) a version had when last fully verified."""
+        with self.transaction() as con:
+            con.execute("UPDATE versions SET stat_fingerprint = ? WHERE version_id = ?",
+                        (fingerprint, version_id))
+
+    def stat_fingerprint(self, version_id: str) -> str | None:
+        """Listing fingerprint recorded by :meth:`set_stat_fingerprint`."""
+        with self._connect() as con:
+            row = con.execute("SELECT stat_fingerprint FROM versions WHERE version_id = ?",
+                              (version_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def retired_unpinned(self) -> list[Entry]:
+        """Retired versions no checkpoint pins any more (garbage)."""
+        with self._connect() as con:
+            return self._entries(
+                con,
+                "v.status = 'retired' AND v.version_id NOT IN (SELECT version_id FROM checkpoint_versions)",
+                (),
+            )
+
+    def forget(self, entries: Sequence[Entry]) -> None:
+        """Delete the rows of versions (not their data)."""
+        with self.transaction() as con:
+            self._delete_rows(con, [self._pk(con, e) for e in entries])
+
+    def log_event(self, kind: str, ok: bool, detail: str = "") -> None:
+        """Append to the event log (checkpoint and persistence outcomes)."""
+        with self.transaction() as con:
+            con.execute("INSERT INTO events (at, kind, ok, detail) VALUES (?, ?, ?, ?)",
+                        (utc_now(), kind, int(ok), detail[:2000]))
+
+    def events(self, kind: str | None = None) -> list[tuple[str, str, bool, str]]:
+        """Logged events ``(at, kind, ok, detail)``, oldest first."""
+        with self._connect() as con:
+            sql = "SELECT at, kind, ok, detail FROM events"
+            rows = (con.execute(sql + " WHERE kind = ? ORDER BY id", (kind,)) if kind
+                    else con.execute(sql + " ORDER BY id"))
+            return [(a, k, bool(o), d) for a, k, o, d in rows]
 
     # -- reading -----------------------------------------------------------------
 
@@ -359,6 +656,11 @@ class Catalog:
         """Every committed version of every key."""
         with self._connect() as con:
             return self._entries(con, "v.status = 'committed'", ())
+
+    def stored_paths(self) -> set[tuple[str, str]]:
+        """``(tier, path)`` of every version the catalog knows, staged and retired included."""
+        with self._connect() as con:
+            return {(t, p) for t, p in con.execute("SELECT tier, path FROM versions")}
 
     def manifest(self, entry: Entry) -> Manifest:
         """Checksum manifest of ``entry``'s version."""

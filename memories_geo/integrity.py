@@ -15,11 +15,16 @@ from memories_geo.errors import ChecksumMismatchError
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["ALGORITHM", "FileDigest", "Manifest", "build_manifest", "hash_bytes", "verify_manifest"]
+__all__ = [
+    "ALGORITHM", "FileDigest", "Manifest", "build_manifest", "hash_bytes", "stat_fingerprint",
+    "verify_manifest",
+]
 
 #: Hash used for file contents: fast (GB/s) and 128 bits wide.
 ALGORITHM = "xxh3_128"
 _BLOCK = 8 * 1024 * 1024
+#: Listing fields that change when a stored object is rewritten (local, S3, Azure, GCS).
+_TIME_FIELDS = ("mtime", "LastModified", "last_modified", "updated", "ETag", "etag", "created")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Manifest:
 
     files: Mapping[str, FileDigest] = field(default_factory=dict)
     algorithm: str = ALGORITHM
+    stat: str | None = field(default=None, compare=False)
 
     @property
     def size_bytes(self) -> int:
@@ -95,10 +101,19 @@ def _digest_file(fs: AbstractFileSystem, path: str) -> FileDigest:
     return FileDigest(size, h.hexdigest())
 
 
-def _list_files(fs: AbstractFileSystem, root: str) -> list[str]:
+def _list_files(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
     if fs.isfile(root):
-        return [root]
-    return sorted(p for p, info in fs.find(root, detail=True).items() if info["type"] == "file")
+        return {root: fs.info(root)}
+    return {p: info for p, info in sorted(fs.find(root, detail=True).items()) if info["type"] == "file"}
+
+
+def _fingerprint(root: str, infos: Mapping[str, Mapping[str, Any]]) -> str:
+    h = xxhash.xxh3_128()
+    for path in sorted(infos):
+        info = infos[path]
+        stamp = next((str(info[f]) for f in _TIME_FIELDS if info.get(f) is not None), "")
+        h.update(f"{_relative(root, path)}\0{info.get('size')}\0{stamp}\n".encode())
+    return h.hexdigest()
 
 
 def _relative(root: str, path: str) -> str:
@@ -121,27 +136,38 @@ def build_manifest(fs: AbstractFileSystem, root: str, *, max_workers: int = 8) -
     Returns
     -------
     Manifest
-        Relative path -> size and digest.
+        Relative path -> size and digest, plus the listing's :func:`stat_fingerprint`.
     """
-    paths = _list_files(fs, root)
+    infos = _list_files(fs, root)
+    paths = list(infos)
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         digests = list(pool.map(lambda p: _digest_file(fs, p), paths))
-    return Manifest({_relative(root, p): d for p, d in zip(paths, digests, strict=True)})
+    files = {_relative(root, p): d for p, d in zip(paths, digests, strict=True)}
+    return Manifest(files, stat=_fingerprint(root, infos))
 
 
 def verify_manifest(
     fs: AbstractFileSystem, root: str, manifest: Manifest, *, max_workers: int = 8
 ) -> list[str]:
-    """Compare what is stored under ``root`` with ``manifest``.
+    """Problems found comparing what is stored under ``root`` with ``manifest``."""
+    return verify_manifest_stat(fs, root, manifest, max_workers=max_workers)[0]
+
+
+def verify_manifest_stat(
+    fs: AbstractFileSystem, root: str, manifest: Manifest, *, max_workers: int = 8
+) -> tuple[list[str], str | None]:
+    """Compare what is stored under ``root`` with ``manifest`` by re-hashing every file.
 
     Returns
     -------
-    list of str
+    problems : list of str
         One line per problem (missing, truncated/resized, changed, unexpected file);
         empty when everything matches.
+    stat : str or None
+        Listing fingerprint of what was hashed.
     """
     if not fs.exists(root):
-        return [f"{root}: missing (the whole version is gone)"]
+        return [f"{root}: missing (the whole version is gone)"], None
     actual = build_manifest(fs, root, max_workers=max_workers)
     problems = []
     for path, expected in sorted(manifest.files.items()):
@@ -153,7 +179,7 @@ def verify_manifest(
         elif got.digest != expected.digest:
             problems.append(f"{path}: checksum changed")
     problems.extend(f"{p}: unexpected file" for p in sorted(set(actual.files) - set(manifest.files)))
-    return problems
+    return problems, actual.stat
 
 
 def raise_for_problems(what: str, problems: list[str]) -> None:
@@ -161,3 +187,14 @@ def raise_for_problems(what: str, problems: list[str]) -> None:
     if problems:
         shown = "; ".join(problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
         raise ChecksumMismatchError(f"{what} failed verification: {shown}", problems)
+
+
+
+def stat_fingerprint(fs: AbstractFileSystem, root: str) -> str:
+    """Digest of the file listing under ``root``: paths, sizes and modification stamps.
+
+    Cheap (one listing, no reads). Equal fingerprints mean no file was added, removed,
+    resized or rewritten since the last time, as far as the store's timestamps tell;
+    it is how quick validation decides which versions need re-hashing.
+    """
+    return _fingerprint(root, _list_files(fs, root))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from memories_geo.backends.base import Location
-from memories_geo.catalog import Catalog, StagedVersion
+from memories_geo.catalog import Catalog, StagedVersion, version_row
 from memories_geo.config import StorageConfig
 from memories_geo.entry import Entry, entries_to_frame
 from memories_geo.errors import (
@@ -24,13 +24,15 @@ from memories_geo.errors import (
     TierUnavailableError,
     UnsupportedObjectError,
 )
+from memories_geo.events import emit
 from memories_geo.formats.base import Format, WriteOptions, WriteResult
 from memories_geo.formats.registry import get_format
-from memories_geo.integrity import raise_for_problems
+from memories_geo.integrity import raise_for_problems, stat_fingerprint, verify_manifest_stat
 from memories_geo.keys import VERSIONS_DIR, generate_key, validate_key
 from memories_geo.kinds import detect_kind
 from memories_geo.provenance import attach_source, source_of, without_source
 from memories_geo.query import normalize_bbox, normalize_time
+from memories_geo.records import RECORD_SUFFIX, iter_version_dirs, record_path, write_record
 from memories_geo.tiers import TierRouter
 from memories_geo.types import CompressionLevel, Kind, Mode
 
@@ -200,11 +202,14 @@ class Memory:
             key=key, version_id=version_id, tier=tier, format=fmt.name, kind=kind.value,
             path=path, uri=location.url,
         )
+        emit("save.staged", key=key, tier=tier, format=fmt.name, path=path)
         commit = _Commit(self, fmt, location, staged, dict(attrs or {}), tuple(tags), mode == "w-")
         try:
             result = fmt.write(obj, location, options)
         except BaseException as exc:
             commit.fail(exc)
+        if result.pending is None:
+            emit("save.written", key=key, tier=tier, format=fmt.name, bytes=result.size_bytes)
         if compute or result.pending is None:
             entry = commit(result)
             if compute:
@@ -229,9 +234,16 @@ class Memory:
 
     def _abandon(self, fmt: Format, location: Location, staged: StagedVersion) -> None:
         try:
-            fmt.delete(location)
+            self._delete_stored(fmt, location)
         finally:
             self.catalog.discard(staged)
+
+    @staticmethod
+    def _delete_stored(fmt: Format, location: Location) -> None:
+        """Delete a version's data, then its record."""
+        fmt.delete(location)
+        if not location.backend.is_database:
+            location.backend.remove(record_path(location.path))
 
     def _format_for(self, name: str, kind: Kind, obj: Any) -> Format:
         fmt = get_format(name)
@@ -363,6 +375,8 @@ class Memory:
 
         The catalog forgets first, in one transaction, then the data is removed;
         an interruption leaves only unreferenced files that :meth:`recover` removes.
+        Versions pinned by a checkpoint are kept (retired) until no checkpoint
+        references them, so restoring that checkpoint brings them back.
 
         Returns
         -------
@@ -372,13 +386,18 @@ class Memory:
         key = validate_key(key)
         if version is None:
             current = self.catalog.current(key)
-            entries = self.catalog.remove_key(key)
+            entries, purge = self.catalog.remove_key(key)
             self._unpublish(current)
         else:
-            entries = [self.catalog.remove_version(key, version)]
-        for entry in entries:
-            get_format(entry.format).delete(self._location(entry))
+            entry, gone = self.catalog.remove_version(key, version)
+            entries, purge = [entry], [entry] if gone else []
+        self._purge(purge)
         return entries
+
+    def _purge(self, entries: Sequence[Entry]) -> None:
+        """Delete the stored data of versions the catalog no longer references."""
+        for entry in entries:
+            self._delete_stored(get_format(entry.format), self._location(entry))
 
     def verify(self, key: str | None = None, *, all_versions: bool = False) -> list[Entry]:
         """Re-hash stored data and compare with the manifests.
@@ -399,10 +418,35 @@ class Memory:
             entries = self.catalog.all_versions() if all_versions else self.catalog.current_entries()
         problems: list[str] = []
         for entry in entries:
-            found = get_format(entry.format).verify(self._location(entry), self.catalog.manifest(entry))
-            problems += [f"{entry.key} v{entry.version}: {p}" for p in found]
+            problems += self.verify_entry(entry, quick=False)
         raise_for_problems(f"{len(entries)} version(s)", problems)
         return entries
+
+    def verify_entry(self, entry: Entry, *, quick: bool = False) -> list[str]:
+        """Problems of one stored version (empty when intact).
+
+        ``quick=True`` re-hashes only when the file listing (paths, sizes, modification
+        stamps) differs from the one recorded at the last full verification, the way
+        git trusts its index; ``quick=False`` always re-hashes.
+        """
+        fmt = get_format(entry.format)
+        location = self._location(entry)
+        backend = location.backend
+        if quick and not backend.is_database:
+            recorded = self.catalog.stat_fingerprint(entry.version_id)
+            try:
+                if recorded is not None and stat_fingerprint(backend.fs, location.full_path) == recorded:
+                    return []
+            except FileNotFoundError:
+                return [f"{entry.key} v{entry.version}: {location.url}: missing"]
+        manifest = self.catalog.manifest(entry)
+        if backend.is_database:
+            found = fmt.verify(location, manifest)
+        else:
+            found, stat = verify_manifest_stat(backend.fs, location.full_path, manifest)
+            if not found:
+                self.catalog.set_stat_fingerprint(entry.version_id, stat)
+        return [f"{entry.key} v{entry.version}: {p}" for p in found]
 
     def recover(self) -> list[str]:
         """Remove orphans: staged versions whose writer is gone, and unreferenced version files.
@@ -420,25 +464,41 @@ class Memory:
             if _writer_alive(staged.writer):
                 continue
             location = Location(self.tiers.backend(staged.tier), staged.path)
-            try:
-                get_format(staged.format).delete(location)
-            except FormatError:
-                location.backend.remove(location.path)
+            self._delete_stored(get_format(staged.format), location)
             self.catalog.discard(staged)
             removed.append(location.url)
-        known = {
-            (e.tier, e.path) for e in self.catalog.all_versions()
-        } | {(s.tier, s.path) for s in self.catalog.staged_versions()}
+        known = self.catalog.stored_paths()
         for tier in self.tiers.names:
             backend = self.tiers.backend(tier)
             if not backend.supports_listing:
                 continue
-            stored = backend.version_paths() if backend.is_database else _version_paths(backend)
-            for path in stored:
+            if backend.is_database:
+                stored = backend.version_paths()
+            else:
+                stored = [
+                    posixpath.join(folder, name.removesuffix(RECORD_SUFFIX))
+                    for folder, names in iter_version_dirs(backend)
+                    for name in names
+                ]
+            for path in dict.fromkeys(stored):
                 if (tier, path) not in known:
                     backend.remove(path)
+                    if not backend.is_database:
+                        backend.remove(record_path(path))
                     removed.append(backend.url_for(path))
+        self._write_missing_records()
         return removed
+
+    def _write_missing_records(self) -> None:
+        """Write the record of committed versions that lack one (a crash right after commit)."""
+        for entry in self.catalog.all_versions():
+            backend = self.tiers.backend(entry.tier)
+            if backend.is_database or backend.exists(record_path(entry.path)):
+                continue
+            if backend.exists(entry.path):
+                row = self.catalog.export_rows([entry.version_id])
+                if row:
+                    write_record(backend, entry.path, row[0])
 
     # -- display ---------------------------------------------------------------------
 
@@ -476,18 +536,21 @@ class _Commit:
         try:
             if not result.manifest.files:
                 raise FormatError(f"format {self.fmt.name!r} wrote nothing for {self.staged.key!r}")
-            entry = self.memory.catalog.commit(
-                self.staged,
-                footprint=result.footprint,
-                manifest=result.manifest,
-                object_info=result.object_info,
-                attrs=self.attrs,
-                tags=self.tags,
-                exclusive=self.exclusive,
+            row = version_row(
+                self.staged, uri=self.location.url, footprint=result.footprint,
+                manifest=result.manifest, object_info=result.object_info,
+                attrs=self.attrs, tags=self.tags,
             )
+            if not self.location.backend.is_database:
+                write_record(self.location.backend, self.location.path, row)
+            emit("save.verified", key=self.staged.key, tier=self.staged.tier)
+            entry = self.memory.catalog.commit(self.staged, row, exclusive=self.exclusive)
         except BaseException as exc:
             self.fail(exc)
+        emit("save.committed", key=entry.key, version=entry.version, tier=entry.tier,
+             format=entry.format, bytes=entry.size_bytes)
         self.memory._publish(entry)
+        emit("save.published", key=entry.key, version=entry.version)
         return entry
 
     def after_pending(self, _: Any, result: WriteResult) -> Entry:
@@ -496,6 +559,8 @@ class _Commit:
             manifest = self.fmt.manifest(self.location)
         except BaseException as exc:
             self.fail(exc)
+        emit("save.written", key=self.staged.key, tier=self.staged.tier, format=self.fmt.name,
+             bytes=manifest.size_bytes)
         return self(replace(result, manifest=manifest, pending=None))
 
     def fail(self, exc: BaseException) -> NoReturn:
@@ -537,18 +602,3 @@ def _writer_alive(writer: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _version_paths(backend: Any) -> list[str]:
-    """Every ``<key>/@v/<version>`` path stored on a file backend (no descent into versions)."""
-    found: list[str] = []
-    pending = [""]
-    while pending:
-        path = pending.pop()
-        for name in backend.listdir(path):
-            child = posixpath.join(path, name) if path else name
-            if name == VERSIONS_DIR:
-                found += [posixpath.join(child, v) for v in backend.listdir(child)]
-            elif backend.fs.isdir(backend.full_path(child)):
-                pending.append(child)
-    return found
