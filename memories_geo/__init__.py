@@ -6,6 +6,7 @@ imported only when used.
 """
 
 from memories_geo import accessors as _accessors  # noqa: F401  (registers accessors)
+from memories_geo import events
 from memories_geo.api import (
     default,
     delete,
@@ -19,9 +20,11 @@ from memories_geo.api import (
     verify,
     versions,
 )
+from memories_geo.checkpoints import CheckpointDiff, CheckpointInfo, CheckpointList, CheckpointManager
 from memories_geo.config import StorageConfig, TierConfig
 from memories_geo.entry import Entry
 from memories_geo.errors import (
+    CatalogCorruptError,
     CheckpointNotFoundError,
     ChecksumMismatchError,
     ConfigError,
@@ -36,11 +39,19 @@ from memories_geo.errors import (
 )
 from memories_geo.formats.registry import available_formats
 from memories_geo.memory import Memory
+from memories_geo.persistence import AutoPersistence, MemoryPersistence, PersistenceMonitor
+from memories_geo.recovery import RecoveryManager
 from memories_geo.types import CompressionLevel, Kind, Tier
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoPersistence",
+    "CatalogCorruptError",
+    "CheckpointDiff",
+    "CheckpointInfo",
+    "CheckpointList",
+    "CheckpointManager",
     "CheckpointNotFoundError",
     "ChecksumMismatchError",
     "CompressionLevel",
@@ -53,6 +64,9 @@ __all__ = [
     "Kind",
     "MemoriesError",
     "Memory",
+    "MemoryPersistence",
+    "PersistenceMonitor",
+    "RecoveryManager",
     "RestoreRequiredError",
     "StorageConfig",
     "Tier",
@@ -63,6 +77,7 @@ __all__ = [
     "available_formats",
     "default",
     "delete",
+    "events",
     "info",
     "ls",
     "open",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from memories_geo.entry import Entry
-from memories_geo.errors import KeyExistsError, KeyNotFoundError
+from memories_geo.errors import CatalogCorruptError, KeyExistsError, KeyNotFoundError
 from memories_geo.footprint import BBox, Footprint
 from memories_geo.integrity import Manifest
 
@@ -214,6 +214,16 @@ class Catalog:
             path = path[len("sqlite:///") - 1 :]
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._create()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogCorruptError(
+                f"catalog {self.path} is unreadable ({exc}); rebuild it with "
+                "memories_geo.RecoveryManager(...).rebuild_catalog() or "
+                "`memories-geo recover --rebuild-catalog`"
+            ) from exc
+
+    def _create(self) -> None:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
@@ -226,6 +236,17 @@ class Catalog:
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+
+    def check(self) -> None:
+        """Raise :class:`CatalogCorruptError` unless SQLite's integrity check passes."""
+        try:
+            with self._connect() as con:
+                (result,) = con.execute("PRAGMA quick_check").fetchone()
+                con.execute("SELECT COUNT(*) FROM versions").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogCorruptError(f"catalog {self.path} is unreadable: {exc}") from exc
+        if result != "ok":
+            raise CatalogCorruptError(f"catalog {self.path} failed its integrity check: {result}")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -410,8 +431,19 @@ class Catalog:
     # -- checkpoints -------------------------------------------------------------
 
     def create_checkpoint(self, row: CheckpointRow, pins: Mapping[str, str]) -> None:
-        """Record a checkpoint and pin its versions (``key -> version_id``) in one transaction."""
+        """Record a checkpoint and pin its versions (``key -> version_id``) in one transaction.
+
+        Raises
+        ------
+        KeyNotFoundError
+            If a version was deleted meanwhile (nothing is recorded; take a new snapshot).
+        """
         with self.transaction() as con:
+            for key, vid in pins.items():
+                if not con.execute(
+                    "SELECT 1 FROM versions WHERE version_id = ? AND status != 'staged'", (vid,)
+                ).fetchone():
+                    raise KeyNotFoundError(f"version {vid} of {key!r} was deleted while checkpointing")
             con.execute(
                 "INSERT INTO checkpoints (id, name, created_at, kind, n_keys, size_bytes, checksum, "
                 "message, backed_up) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -507,6 +539,14 @@ class Catalog:
                     (key, pk),
                 )
 
+    def revive_versions_of_keys(self) -> None:
+        """Make retired versions of existing keys visible again (after a catalog rebuild)."""
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE versions SET status = 'committed' "
+                "WHERE status = 'retired' AND key IN (SELECT key FROM keys)"
+            )
+
     def export_rows(self, version_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Full catalog rows (with manifests) of versions, for checkpoint manifests."""
         out = []
@@ -527,8 +567,11 @@ class Catalog:
     def import_rows(self, rows: Sequence[Mapping[str, Any]], *, status: str = "retired") -> int:
         """Insert exported rows not yet present (by version id); return how many were added.
 
-        Used to rebuild a catalog from checkpoint manifests: imported versions are
-        retired until :meth:`restore_pointers` makes some of them current.
+        Used to rebuild a catalog from checkpoint manifests and version records:
+        imported versions are retired until :meth:`restore_pointers` makes some of
+        them current. Rows without a version number (records of a version whose
+        commit was cut short) are numbered after the key's last version; import rows
+        in version-id (time) order to keep numbers in order.
         """
         added = 0
         with self.transaction() as con:
@@ -540,7 +583,7 @@ class Catalog:
                     continue
                 data = {k: v for k, v in row.items() if k != "manifest"}
                 data["status"] = status
-                clash = con.execute(
+                clash = data.get("version") is None or con.execute(
                     "SELECT 1 FROM versions WHERE key = ? AND version = ?", (data["key"], data["version"])
                 ).fetchone()
                 if clash:
@@ -652,10 +695,11 @@ class Catalog:
         with self._connect() as con:
             return self._entries(con, "v.id IN (SELECT current_pk FROM keys)", ())
 
-    def all_versions(self) -> list[Entry]:
-        """Every committed version of every key."""
+    def all_versions(self, *, include_retired: bool = False) -> list[Entry]:
+        """Every committed version of every key (and retired ones if asked)."""
+        where = "v.status != 'staged'" if include_retired else "v.status = 'committed'"
         with self._connect() as con:
-            return self._entries(con, "v.status = 'committed'", ())
+            return self._entries(con, where, ())
 
     def stored_paths(self) -> set[tuple[str, str]]:
         """``(tier, path)`` of every version the catalog knows, staged and retired included."""
@@ -667,8 +711,8 @@ class Catalog:
         with self._connect() as con:
             row = con.execute(
                 "SELECT m.manifest FROM manifests m JOIN versions v ON v.id = m.version_pk "
-                "WHERE v.key = ? AND v.version = ?",
-                (entry.key, entry.version),
+                "WHERE v.version_id = ?",
+                (entry.version_id,),
             ).fetchone()
         if row is None:
             raise KeyNotFoundError(f"no manifest for {entry.key!r} v{entry.version}")

@@ -95,12 +95,61 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recovery(args: argparse.Namespace) -> Any:
+    from memories_geo.config import StorageConfig
+    from memories_geo.recovery import RecoveryManager
+
+    config = args.config or StorageConfig.discover()
+    return RecoveryManager(config, backup_storage=getattr(args, "backup", None))
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
-    """Remove orphans left by interrupted writes."""
-    removed = _memory(args).recover()
+    """Rebuild the catalog if asked, restore the newest good checkpoint if asked, remove orphans."""
+    recovery = _recovery(args)
+    if args.rebuild_catalog:
+        report = recovery.rebuild_catalog(force=True)
+        print(f"catalog rebuilt: {report['versions']} version(s), {report['keys']} key(s), "
+              f"{report['checkpoints']} checkpoint(s)"
+              + (f"; old catalog kept as {report['moved_aside']}" if report["moved_aside"] else ""))
+        for problem in report["unverifiable"]:
+            print(f"  skipped: {problem}")
+    if args.latest:
+        cp = recovery.recover_latest()
+        print(f"restored checkpoint {cp.name} ({cp.id})")
+    removed = recovery.clean_orphans()
     for url in removed:
         print(f"removed orphan {url}")
     print(f"{len(removed)} orphan(s) removed")
+    return 0
+
+
+def _checkpoints(args: argparse.Namespace) -> Any:
+    from memories_geo.persistence import MemoryPersistence
+
+    return MemoryPersistence(_memory(args), backup_storage=args.backup).checkpoints
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    """Checkpoint sub-commands: save, list, restore, verify, diff, delete."""
+    manager = _checkpoints(args)
+    if args.action == "save":
+        cp = manager.save(args.name, message=args.message or "")
+        print(f"saved checkpoint {cp.name} ({cp.id}): {cp.keys} key(s), {cp.bytes:,} bytes"
+              + (", backed up" if cp.backed_up else ""))
+    elif args.action == "list":
+        columns = ["name", "id", "timestamp", "kind", "keys", "bytes", "backed_up"]
+        _print_table(manager.list().to_frame()[columns])
+    elif args.action == "restore":
+        cp = manager.restore(args.name, validate="full" if args.full else not args.no_validate)
+        print(f"restored checkpoint {cp.name} ({cp.id})")
+    elif args.action == "verify":
+        cp = manager.verify(args.name, validate="full" if args.full else True)
+        print(f"checkpoint {cp.name} ({cp.id}) verified: {cp.keys} key(s) intact")
+    elif args.action == "diff":
+        print(manager.diff(args.name, args.other))
+    elif args.action == "delete":
+        cp = manager.delete(args.name)
+        print(f"deleted checkpoint {cp.name} ({cp.id})")
     return 0
 
 
@@ -137,7 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", nargs="?")
     p.add_argument("--all-versions", action="store_true")
     p.set_defaults(func=cmd_verify)
-    sub.add_parser("recover", help="remove orphans of interrupted writes").set_defaults(func=cmd_recover)
+    p = sub.add_parser("recover", help="remove orphans; optionally rebuild the catalog or restore")
+    p.add_argument("--rebuild-catalog", action="store_true",
+                   help="rebuild the catalog from version records and checkpoint manifests")
+    p.add_argument("--latest", action="store_true", help="restore the newest checkpoint that verifies")
+    p.add_argument("--backup", help="backup store (directory or URL)")
+    p.set_defaults(func=cmd_recover)
+    p = sub.add_parser("checkpoint", help="save|list|restore|verify|diff|delete checkpoints")
+    p.add_argument("action", choices=["save", "list", "restore", "verify", "diff", "delete"])
+    p.add_argument("name", nargs="?", default="latest", help="checkpoint name or id (default: latest)")
+    p.add_argument("other", nargs="?", default="current", help="with diff: the other side")
+    p.add_argument("--message", help="with save: a note")
+    p.add_argument("--backup", help="backup store (directory or URL)")
+    p.add_argument("--no-validate", action="store_true", help="with restore: skip validation")
+    p.add_argument("--full", action="store_true", help="re-hash every file when validating")
+    p.set_defaults(func=cmd_checkpoint)
     return parser
 
 

@@ -7,6 +7,7 @@ Every error inherits :class:`MemoriesError` and, where one fits, a builtin, so
 from __future__ import annotations
 
 __all__ = [
+    "CatalogCorruptError",
     "CheckpointNotFoundError",
     "ChecksumMismatchError",
     "ConfigError",
@@ -67,6 +68,10 @@ class RestoreRequiredError(MemoriesError, PermissionError):
 
 class CheckpointNotFoundError(MemoriesError, LookupError):
     """No checkpoint has that name or id."""
+
+
+class CatalogCorruptError(MemoriesError, OSError):
+    """The catalog database is unreadable; ``RecoveryManager.rebuild_catalog()`` rebuilds it."""
 
 
 class ConfigError(MemoriesError, ValueError):

@@ -36,9 +36,9 @@ def subscribe(listener: Listener) -> Callable[[], None]:
     return unsubscribe
 
 
-def emit(name: str, **info: Any) -> None:
+def emit(event: str, /, **info: Any) -> None:
     """Send an event to every listener (a failing listener propagates its error)."""
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:
-        listener(name, info)
+        listener(event, info)

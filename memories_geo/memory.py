@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from memories_geo.backends.base import Location
 from memories_geo.catalog import Catalog, StagedVersion, version_row
@@ -35,6 +35,9 @@ from memories_geo.query import normalize_bbox, normalize_time
 from memories_geo.records import RECORD_SUFFIX, iter_version_dirs, record_path, write_record
 from memories_geo.tiers import TierRouter
 from memories_geo.types import CompressionLevel, Kind, Mode
+
+if TYPE_CHECKING:
+    from memories_geo.checkpoints import CheckpointManager
 
 __all__ = ["Memory"]
 
@@ -261,6 +264,13 @@ class Memory:
 
     def _location(self, entry: Entry) -> Location:
         return Location(self.tiers.backend(entry.tier), entry.path)
+
+    @property
+    def checkpoints(self) -> CheckpointManager:
+        """Checkpoints of this collection (save, list, diff, verify, restore, delete)."""
+        from memories_geo.checkpoints import CheckpointManager
+
+        return CheckpointManager(self)
 
     # -- reading ---------------------------------------------------------------------
 

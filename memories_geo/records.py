@@ -27,8 +27,7 @@ def record_path(path: str) -> str:
 
 def write_record(backend: Any, path: str, row: Mapping[str, Any]) -> None:
     """Write the record of the version at ``path`` (file backends only)."""
-    backend.fs.pipe_file(backend.full_path(record_path(path)),
-                         json.dumps(dict(row), sort_keys=True).encode())
+    backend.write_bytes(record_path(path), json.dumps(dict(row), sort_keys=True).encode())
 
 
 def iter_version_dirs(backend: Any) -> Iterator[tuple[str, list[str]]]:

@@ -109,6 +109,17 @@ class FileBackend:
         except FileNotFoundError:
             return []
 
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a small object at ``path`` (parents created where the store has folders)."""
+        full = self.full_path(path)
+        if self.protocol == "file":
+            self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        self.fs.pipe_file(full, data)
+
+    def read_bytes(self, path: str) -> bytes:
+        """Read a small object at ``path``."""
+        return bytes(self.fs.cat_file(self.full_path(path)))
+
     def makedirs(self, path: str) -> None:
         """Create ``path`` and its parents (no-op on object stores)."""
         self.fs.makedirs(self.full_path(path), exist_ok=True)

@@ -1,0 +1,274 @@
+"""Persistence around checkpoints: a backup store, automatic checkpoints, and their metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memories_geo.backends.base import Backend, make_backend
+
+if TYPE_CHECKING:
+    from memories_geo.checkpoints import CheckpointInfo, CheckpointList, CheckpointManager
+    from memories_geo.config import StorageConfig
+    from memories_geo.memory import Memory
+
+__all__ = ["AutoPersistence", "MemoryPersistence", "PersistenceMonitor", "parse_interval"]
+
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(interval: str | float | timedelta) -> float:
+    """Seconds in ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"``, a number of seconds or a timedelta.
+
+    Raises
+    ------
+    ValueError
+        For anything else, or a non-positive interval.
+    """
+    if isinstance(interval, timedelta):
+        seconds = interval.total_seconds()
+    elif isinstance(interval, int | float):
+        seconds = float(interval)
+    else:
+        match = _INTERVAL.match(str(interval))
+        if not match:
+            raise ValueError(f"interval must look like '30s', '5m', '1h' or '1d', got {interval!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"interval must be positive, got {interval!r}")
+    return seconds
+
+
+def _as_memory(storage: Any) -> Memory:
+    from memories_geo.memory import Memory
+
+    if isinstance(storage, MemoryPersistence):
+        return storage.memory
+    if isinstance(storage, Memory):
+        return storage
+    if storage is None:
+        from memories_geo.api import default
+
+        return default()
+    return Memory(storage)
+
+
+def _as_backend(storage: Any, storage_options: dict[str, Any] | None = None) -> Backend | None:
+    if storage is None or isinstance(storage, Backend):
+        return storage
+    if isinstance(storage, str | os.PathLike) and "://" not in str(storage):
+        path = Path(storage).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        storage = path.as_uri()
+    backend = make_backend(str(storage), storage_options)
+    if backend.is_database:
+        raise ValueError("a backup store must be a file store (local, s3://, gs://, az://)")
+    return backend
+
+
+class MemoryPersistence:
+    """A collection plus an optional backup store that receives every checkpoint.
+
+    Parameters
+    ----------
+    primary_storage : Memory, StorageConfig, str or None
+        The collection (``None``: the default one; a path or TOML file: opened).
+    backup_storage : str, path or Backend, optional
+        Where checkpoints are copied: a directory, or an ``s3://``/``gs://``/``az://`` URL.
+    backup_storage_options : dict, optional
+        fsspec options for the backup store.
+
+    Examples
+    --------
+    >>> persistence = mg.MemoryPersistence(mem, backup_storage="/mnt/backup")  # doctest: +SKIP
+    >>> persistence.checkpoints.save("nightly")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        primary_storage: Memory | StorageConfig | str | os.PathLike[str] | None = None,
+        backup_storage: str | os.PathLike[str] | Backend | None = None,
+        *,
+        backup_storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.memory = _as_memory(primary_storage)
+        self.backup = _as_backend(backup_storage, backup_storage_options)
+
+    @property
+    def checkpoints(self) -> CheckpointManager:
+        """Checkpoints that also copy their data to the backup store."""
+        from memories_geo.checkpoints import CheckpointManager
+
+        return CheckpointManager(self.memory, backup=self.backup)
+
+    def save_checkpoint(self, name: str, **kwargs: Any) -> CheckpointInfo:
+        """Shortcut for ``checkpoints.save``."""
+        return self.checkpoints.save(name, **kwargs)
+
+    def restore_checkpoint(self, ref: str = "latest", **kwargs: Any) -> CheckpointInfo:
+        """Shortcut for ``checkpoints.restore``."""
+        return self.checkpoints.restore(ref, **kwargs)
+
+    def list_checkpoints(self) -> CheckpointList:
+        """Shortcut for ``checkpoints.list``."""
+        return self.checkpoints.list()
+
+    def __repr__(self) -> str:
+        return f"MemoryPersistence(primary={self.memory!r}, backup={self.backup!r})"
+
+
+class AutoPersistence:
+    """Checkpoint a collection every ``interval`` in a background thread.
+
+    Each tick takes an ``"auto"`` checkpoint (skipped when nothing changed since the
+    newest one) and deletes all but the newest ``backup_count`` automatic checkpoints.
+    A failing tick is counted and logged, and the next tick tries again.
+
+    Parameters
+    ----------
+    interval : str, float or timedelta
+        ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` or seconds.
+    storage : Memory, MemoryPersistence or None
+        What to checkpoint (a :class:`MemoryPersistence` also backs up).
+    backup_count : int
+        Automatic checkpoints kept.
+    name : str
+        Name given to the automatic checkpoints.
+
+    Examples
+    --------
+    >>> auto = mg.AutoPersistence(interval="1h", storage=mem, backup_count=3)  # doctest: +SKIP
+    >>> auto.start()  # doctest: +SKIP
+    >>> auto.stop()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        interval: str | float | timedelta = "1h",
+        storage: Memory | MemoryPersistence | None = None,
+        backup_count: int = 3,
+        *,
+        name: str = "auto",
+    ) -> None:
+        if backup_count < 1:
+            raise ValueError(f"backup_count must be at least 1, got {backup_count}")
+        self.interval = parse_interval(interval)
+        self.storage = storage if isinstance(storage, MemoryPersistence) else MemoryPersistence(storage)
+        self.backup_count = backup_count
+        self.name = name
+        self.runs = 0
+        self.failures = 0
+        self.last_error: BaseException | None = None
+        self.last_checkpoint: CheckpointInfo | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the background thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> AutoPersistence:
+        """Start the background thread (idempotent); returns ``self``."""
+        if not self.is_running:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="memories-geo-auto", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 60) -> None:
+        """Ask the thread to stop and wait for it (a checkpoint under way completes)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> AutoPersistence:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.run_once(raise_errors=False)
+
+    def run_once(self, *, raise_errors: bool = True) -> CheckpointInfo | None:
+        """Take one automatic checkpoint now (and rotate); return it.
+
+        With ``raise_errors=False`` (the background thread) a failure is counted,
+        logged to the catalog's event log and returned as ``None``.
+        """
+        with self._lock:
+            self.runs += 1
+            manager = self.storage.checkpoints
+            try:
+                autos = [cp for cp in manager.list() if cp.kind == "auto"]
+                if autos and not manager.diff(autos[0].id, "current"):
+                    info = autos[0]
+                else:
+                    info = manager.save(self.name, kind="auto")
+                manager.rotate(kind="auto", keep=self.backup_count)
+            except Exception as exc:
+                self.failures += 1
+                self.last_error = exc
+                with contextlib.suppress(Exception):
+                    self.storage.memory.catalog.log_event("checkpoint", False, f"{type(exc).__name__}: {exc}")
+                if raise_errors:
+                    raise
+                return None
+            self.last_checkpoint = info
+            return info
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return (f"AutoPersistence({state}, every {self.interval:g} s, keep {self.backup_count}, "
+                f"runs={self.runs}, failures={self.failures})")
+
+
+class PersistenceMonitor:
+    """Usage and checkpoint health of a collection.
+
+    Examples
+    --------
+    >>> mg.PersistenceMonitor(mem).get_metrics()["success_rate"]  # doctest: +SKIP
+    1.0
+    """
+
+    def __init__(self, storage: Memory | MemoryPersistence | None = None) -> None:
+        self.memory = _as_memory(storage)
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Current figures.
+
+        Returns
+        -------
+        dict
+            ``usage_gb`` (all stored versions, retired included), ``keys``, ``versions``,
+            ``checkpoints``, ``last_checkpoint_time``, ``last_backup_time`` (newest
+            checkpoint copied to a backup store, ``None`` if never), ``success_rate`` and
+            ``failures`` of checkpoint attempts (``None`` rate before the first attempt).
+        """
+        catalog = self.memory.catalog
+        versions = catalog.all_versions(include_retired=True)
+        checkpoints = catalog.checkpoints()
+        attempts = catalog.events("checkpoint")
+        ok = sum(1 for event in attempts if event[2])
+        backed = [cp.created_at for cp in checkpoints if cp.backed_up]
+        return {
+            "usage_gb": sum(v.size_bytes for v in versions) / 1024**3,
+            "keys": len(catalog.current_entries()),
+            "versions": len(versions),
+            "checkpoints": len(checkpoints),
+            "last_checkpoint_time": checkpoints[0].created_at if checkpoints else None,
+            "last_backup_time": max(backed) if backed else None,
+            "success_rate": ok / len(attempts) if attempts else None,
+            "failures": len(attempts) - ok,
+        }

@@ -1,0 +1,311 @@
+"""Recovery: restore the newest checkpoint that verifies, rebuild a lost catalog, clean orphans."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memories_geo.catalog import Catalog, CheckpointRow, utc_now
+from memories_geo.checkpoints import (
+    CHECKPOINT_DIR,
+    CheckpointInfo,
+    CheckpointList,
+    CheckpointManager,
+    Validate,
+)
+from memories_geo.errors import (
+    CatalogCorruptError,
+    CheckpointNotFoundError,
+    ChecksumMismatchError,
+    MemoriesError,
+)
+from memories_geo.persistence import MemoryPersistence, _as_backend
+from memories_geo.records import read_records
+
+if TYPE_CHECKING:
+    from memories_geo.backends.base import Backend
+    from memories_geo.config import StorageConfig
+    from memories_geo.memory import Memory
+
+__all__ = ["RecoveryManager"]
+
+
+class RecoveryManager:
+    """Bring a collection back to a verified state.
+
+    Parameters
+    ----------
+    storage : Memory, MemoryPersistence, StorageConfig, str or None
+        The collection. Pass a configuration or path (not a ``Memory``) when the
+        catalog itself is corrupt, since opening it would fail.
+    backup_storage : str, path or Backend, optional
+        Backup store (taken from ``storage`` when it is a :class:`MemoryPersistence`).
+    max_attempts : int
+        Checkpoints tried, newest first, by :meth:`recover_latest`.
+    timeout : float
+        Seconds :meth:`recover_latest` may spend before giving up between attempts.
+
+    Examples
+    --------
+    >>> recovery = mg.RecoveryManager(storage=mem, max_attempts=3, timeout=30)  # doctest: +SKIP
+    >>> recovery.recover_latest()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        storage: Memory | MemoryPersistence | StorageConfig | str | os.PathLike[str] | None = None,
+        backup_storage: str | os.PathLike[str] | Backend | None = None,
+        *,
+        max_attempts: int = 3,
+        timeout: float = 30,
+    ) -> None:
+        from memories_geo.config import StorageConfig
+        from memories_geo.memory import Memory
+
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        self.max_attempts = max_attempts
+        self.timeout = float(timeout)
+        backup = _as_backend(backup_storage)
+        if isinstance(storage, MemoryPersistence):
+            backup = backup or storage.backup
+            storage = storage.memory
+        self.backup = backup
+        self._memory: Memory | None = storage if isinstance(storage, Memory) else None
+        if self._memory is not None:
+            self.config = self._memory.config
+        elif isinstance(storage, StorageConfig):
+            self.config = storage
+        elif storage is None:
+            self.config = StorageConfig.discover()
+        else:
+            path = Path(storage)
+            toml = path.suffix == ".toml"
+            self.config = StorageConfig.from_toml(path) if toml else StorageConfig.embedded(path)
+
+    @property
+    def memory(self) -> Memory:
+        """The collection (opened on first use; raises if the catalog is corrupt)."""
+        from memories_geo.memory import Memory
+
+        if self._memory is None:
+            self._memory = Memory(self.config)
+        return self._memory
+
+    @property
+    def checkpoints(self) -> CheckpointManager:
+        """Checkpoint manager using the backup store, if any."""
+        return CheckpointManager(self.memory, backup=self.backup)
+
+    # -- checkpoint manifests, readable without a catalog -------------------------------
+
+    def _stores(self) -> list[Backend]:
+        from memories_geo.tiers import TierRouter
+
+        router = TierRouter(self.config)
+        stores = [router.backend(name) for name in router.names]
+        stores = [b for b in stores if not b.is_database]
+        return stores + ([self.backup] if self.backup is not None else [])
+
+    def _manifests(self) -> dict[str, dict[str, Any]]:
+        """Every checkpoint manifest found on the file tiers and the backup, by id."""
+        found: dict[str, dict[str, Any]] = {}
+        for store in self._stores():
+            for name in store.listdir(CHECKPOINT_DIR):
+                if not name.endswith(".json") or name[:-5] in found:
+                    continue
+                try:
+                    raw = store.fs.cat_file(store.full_path(posixpath.join(CHECKPOINT_DIR, name)))
+                    found[name[:-5]] = json.loads(raw)
+                except (OSError, ValueError):
+                    continue
+        return found
+
+    def list_checkpoints(self) -> CheckpointList:
+        """Checkpoints found as manifests on the stores (works without a catalog), newest first."""
+        infos = [
+            CheckpointInfo(
+                id=m["id"], name=m["name"], timestamp=m["created_at"], keys=len(m["keys"]),
+                bytes=int(m.get("bytes", 0)), checksum=m["checksum"], kind=m.get("kind", "manual"),
+                message=m.get("message", ""),
+            )
+            for m in self._manifests().values()
+        ]
+        return CheckpointList(sorted(infos, key=lambda cp: (cp.timestamp, cp.id), reverse=True))
+
+    def _register(self, manifest: dict[str, Any]) -> None:
+        """Make a checkpoint known to the catalog from its manifest (rows imported if needed)."""
+        catalog = self.memory.catalog
+        if any(cp.id == manifest["id"] for cp in catalog.checkpoints()):
+            return
+        if not manifest.get("include_metadata", True):
+            raise CheckpointNotFoundError(
+                f"checkpoint {manifest['id']} was saved with include_metadata=False and is not in "
+                "the catalog: its versions cannot be re-registered"
+            )
+        catalog.import_rows(manifest["versions"])
+        row = CheckpointRow(
+            id=manifest["id"], name=manifest["name"], created_at=manifest["created_at"],
+            kind=manifest.get("kind", "manual"), n_keys=len(manifest["keys"]),
+            size_bytes=int(manifest.get("bytes", 0)), checksum=manifest["checksum"],
+            message=manifest.get("message", ""),
+        )
+        catalog.create_checkpoint(row, manifest["keys"])
+
+    # -- restoring ------------------------------------------------------------------------
+
+    def recover_from_checkpoint(self, ref: str, *, validate: Validate = True) -> CheckpointInfo:
+        """Restore one checkpoint (id, name or ``"latest"``), even one the catalog lost.
+
+        A checkpoint the catalog does not know is registered from its manifest, and
+        versions that fail validation are repaired from the backup store when possible.
+
+        Raises
+        ------
+        CheckpointNotFoundError
+            No checkpoint matches ``ref``.
+        ChecksumMismatchError
+            It fails validation (nothing is changed).
+        """
+        manifests = self._manifests()
+        known = {cp.id for cp in self.memory.catalog.checkpoints()}
+        by_ref = [m for m in manifests.values() if ref in (m["id"], m["name"])]
+        if ref == "latest" and manifests:
+            by_ref = [max(manifests.values(), key=lambda m: (m["created_at"], m["id"]))]
+        for manifest in sorted(by_ref, key=lambda m: (m["created_at"], m["id"]), reverse=True)[:1]:
+            if manifest["id"] not in known:
+                self._register(manifest)
+            ref = manifest["id"]
+        return self.checkpoints.restore(ref, validate=validate)
+
+    def recover_latest(self, *, validate: Validate = True) -> CheckpointInfo:
+        """Restore the newest checkpoint that verifies, trying up to ``max_attempts`` of them.
+
+        Raises
+        ------
+        CheckpointNotFoundError
+            There is no checkpoint at all.
+        ChecksumMismatchError
+            None of the tried checkpoints verifies (``problems`` lists them all).
+        """
+        candidates = [cp for cp in self.list_checkpoints() if cp.kind != "safety"]
+        if not candidates:
+            raise CheckpointNotFoundError("no checkpoint found to recover from")
+        deadline = time.monotonic() + self.timeout
+        problems: list[str] = []
+        for cp in candidates[: self.max_attempts]:
+            if time.monotonic() > deadline:
+                problems.append(f"gave up after {self.timeout:g} s")
+                break
+            try:
+                info = self.recover_from_checkpoint(cp.id, validate=validate)
+            except ChecksumMismatchError as exc:
+                problems += [f"{cp.name} ({cp.id}): {p}" for p in exc.problems]
+                continue
+            self.memory.catalog.log_event("recover", True, cp.id)
+            return info
+        raise ChecksumMismatchError(
+            f"no checkpoint among the newest {min(len(candidates), self.max_attempts)} verifies", problems
+        )
+
+    # -- catalog rebuild -------------------------------------------------------------------
+
+    def rebuild_catalog(self, *, force: bool = False) -> dict[str, Any]:
+        """Rebuild a lost or corrupt catalog from version records and checkpoint manifests.
+
+        A corrupt catalog file is moved aside (``catalog.sqlite.corrupt-<time>``), never
+        deleted. Every version found (records beside the data on each file tier, and the
+        rows in checkpoint manifests, on the tiers and the backup) is imported; each key
+        then points to its newest version whose data verifies (repaired from the backup
+        when possible), and the checkpoints are registered again.
+
+        Parameters
+        ----------
+        force : bool
+            Rebuild even if the current catalog opens and passes its integrity check.
+
+        Returns
+        -------
+        dict
+            ``versions`` imported, ``keys`` restored, ``checkpoints`` registered,
+            ``unverifiable`` versions skipped (with reasons), ``moved_aside`` path or None.
+        """
+        path = Path(self.config.catalog.removeprefix("sqlite://"))
+        moved = None
+        healthy = path.exists()
+        if healthy:
+            try:
+                Catalog(path).check()
+            except CatalogCorruptError:
+                healthy = False
+        if healthy and not force:
+            return {"versions": 0, "keys": 0, "checkpoints": 0, "unverifiable": [], "moved_aside": None}
+        if path.exists():
+            stamp = utc_now().replace(":", "").replace("-", "")
+            moved = path.with_name(f"{path.name}.corrupt-{stamp}")
+            for suffix in ("", "-wal", "-shm"):
+                side = Path(str(path) + suffix)
+                if side.exists():
+                    side.rename(Path(str(moved) + suffix))
+        self._memory = None
+        memory = self.memory
+        rows = self._all_rows()
+        memory.catalog.import_rows(rows)
+        manifests = self._manifests()
+        for manifest in sorted(manifests.values(), key=lambda m: m["created_at"]):
+            try:
+                self._register(manifest)
+            except MemoriesError:
+                continue
+        current, unverifiable = self._newest_verified(rows)
+        memory.catalog.restore_pointers(current)
+        memory.catalog.revive_versions_of_keys()
+        for entry in memory.catalog.current_entries():
+            memory._publish(entry)
+        memory.catalog.log_event("rebuild", True, f"{len(rows)} versions, {len(current)} keys")
+        return {
+            "versions": len(rows), "keys": len(current), "checkpoints": len(memory.catalog.checkpoints()),
+            "unverifiable": unverifiable, "moved_aside": str(moved) if moved else None,
+        }
+
+    def _all_rows(self) -> list[dict[str, Any]]:
+        """Catalog rows from checkpoint manifests (numbered) then version records, in time order."""
+        from memories_geo.tiers import TierRouter
+
+        rows: dict[str, dict[str, Any]] = {}
+        for manifest in self._manifests().values():
+            for row in manifest.get("versions", []):
+                if "manifest" in row:
+                    rows.setdefault(row["version_id"], row)
+        router = TierRouter(self.config)
+        stores = [router.backend(n) for n in router.names]
+        stores = [b for b in stores if not b.is_database] + ([self.backup] if self.backup else [])
+        for store in stores:
+            for row in read_records(store):
+                rows.setdefault(row["version_id"], row)
+        return sorted(rows.values(), key=lambda r: (r["key"], r["version_id"]))
+
+    def _newest_verified(self, rows: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
+        """Per key, the newest version (by version id) whose data verifies."""
+        manager = self.checkpoints
+        by_key: dict[str, list[str]] = {}
+        for row in rows:
+            by_key.setdefault(row["key"], []).append(row["version_id"])
+        current: dict[str, str] = {}
+        unverifiable: list[str] = []
+        for key, vids in sorted(by_key.items()):
+            for vid in sorted(vids, reverse=True):
+                problems = manager._problems({key: vid}, quick=False, repair=True)
+                if not problems:
+                    current[key] = vid
+                    break
+                unverifiable += problems
+        return current, unverifiable
+
+    def clean_orphans(self) -> list[str]:
+        """Remove staged-but-never-committed writes and unreferenced files (see ``Memory.recover``)."""
+        return self.memory.recover()
