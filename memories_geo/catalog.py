@@ -496,13 +496,10 @@ class Catalog:
 
     def entries_by_version_id(self, version_ids: Sequence[str]) -> dict[str, Entry]:
         """Committed or retired entries by version id (missing ids are left out)."""
-        found: dict[str, Entry] = {}
+        wanted = set(version_ids)
         with self._connect() as con:
-            for vid in version_ids:
-                rows = self._entries(con, "v.version_id = ? AND v.status != 'staged'", (vid,))
-                if rows:
-                    found[vid] = rows[0]
-        return found
+            entries = self._entries(con, "v.status != 'staged'", ())
+        return {e.version_id: e for e in entries if e.version_id in wanted}
 
     def restore_pointers(self, pins: Mapping[str, str]) -> None:
         """Make the catalog's keys exactly ``pins`` (``key -> version_id``), in one transaction.
@@ -613,6 +610,15 @@ class Catalog:
         with self.transaction() as con:
             con.execute("UPDATE versions SET stat_fingerprint = ? WHERE version_id = ?",
                         (fingerprint, version_id))
+
+    def stat_fingerprints(self, version_ids: Sequence[str]) -> dict[str, str]:
+        """Recorded listing fingerprints of many versions (those that have one)."""
+        wanted = set(version_ids)
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT version_id, stat_fingerprint FROM versions WHERE stat_fingerprint IS NOT NULL"
+            ).fetchall()
+        return {vid: fp for vid, fp in rows if vid in wanted}
 
     def stat_fingerprint(self, version_id: str) -> str | None:
         """Listing fingerprint recorded by :meth:`set_stat_fingerprint`."""

@@ -386,13 +386,14 @@ class CheckpointManager:
 
     def _problems(self, pins: Mapping[str, str], *, quick: bool, repair: bool = False) -> list[str]:
         entries = self.memory.catalog.entries_by_version_id(list(pins.values()))
+        checked = self.memory.verify_entries(list(entries.values()), quick=quick)
         problems = []
         for key, vid in sorted(pins.items()):
             entry = entries.get(vid)
             if entry is None:
                 problems.append(f"{key}: version {vid} is not in the catalog")
                 continue
-            found = self.memory.verify_entry(entry, quick=quick)
+            found = checked[vid]
             if found and repair and self.backup is not None:
                 try:
                     self.restore_from_backup(entry)

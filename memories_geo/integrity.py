@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -102,9 +103,37 @@ def _digest_file(fs: AbstractFileSystem, path: str) -> FileDigest:
 
 
 def _list_files(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+    if _is_local(fs):
+        return _list_local(root)
     if fs.isfile(root):
         return {root: fs.info(root)}
     return {p: info for p, info in sorted(fs.find(root, detail=True).items()) if info["type"] == "file"}
+
+
+def _is_local(fs: AbstractFileSystem) -> bool:
+    proto = fs.protocol
+    return (proto if isinstance(proto, str) else proto[0]) == "file"
+
+
+def _list_local(root: str) -> dict[str, dict[str, Any]]:
+    """Local listing with ``os.scandir`` (fsspec's walk costs ~10x more per file)."""
+    found: dict[str, dict[str, Any]] = {}
+    if os.path.isfile(root):
+        st = os.stat(root)
+        return {root: {"size": st.st_size, "mtime": st.st_mtime, "type": "file"}}
+    if not os.path.isdir(root):
+        raise FileNotFoundError(root)
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as it:
+            for item in it:
+                if item.is_dir(follow_symlinks=False):
+                    pending.append(item.path)
+                else:
+                    st = item.stat()
+                    found[item.path] = {"size": st.st_size, "mtime": st.st_mtime, "type": "file"}
+    return dict(sorted(found.items()))
 
 
 def _fingerprint(root: str, infos: Mapping[str, Mapping[str, Any]]) -> str:

@@ -426,24 +426,34 @@ class Memory:
             entries = self.versions(key) if all_versions else [self.info(key)]
         else:
             entries = self.catalog.all_versions() if all_versions else self.catalog.current_entries()
-        problems: list[str] = []
-        for entry in entries:
-            problems += self.verify_entry(entry, quick=False)
+        problems = [p for found in self.verify_entries(entries).values() for p in found]
         raise_for_problems(f"{len(entries)} version(s)", problems)
         return entries
 
-    def verify_entry(self, entry: Entry, *, quick: bool = False) -> list[str]:
-        """Problems of one stored version (empty when intact).
+    def verify_entries(self, entries: Sequence[Entry], *, quick: bool = False) -> dict[str, list[str]]:
+        """Problems of each stored version, by version id (an empty list when intact).
 
-        ``quick=True`` re-hashes only when the file listing (paths, sizes, modification
-        stamps) differs from the one recorded at the last full verification, the way
-        git trusts its index; ``quick=False`` always re-hashes.
+        ``quick=True`` re-hashes only the versions whose file listing (paths, sizes,
+        modification stamps) differs from the one recorded at their last full
+        verification, the way git trusts its index; ``quick=False`` re-hashes all.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
+        recorded = self.catalog.stat_fingerprints([e.version_id for e in entries]) if quick else {}
+
+        def check(entry: Entry) -> list[str]:
+            return self.verify_entry(entry, quick=quick, recorded=recorded.get(entry.version_id))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return dict(zip([e.version_id for e in entries], pool.map(check, entries), strict=True))
+
+    def verify_entry(self, entry: Entry, *, quick: bool = False, recorded: str | None = None) -> list[str]:
+        """Problems of one stored version (empty when intact); see :meth:`verify_entries`."""
         fmt = get_format(entry.format)
         location = self._location(entry)
         backend = location.backend
         if quick and not backend.is_database:
-            recorded = self.catalog.stat_fingerprint(entry.version_id)
+            recorded = recorded or self.catalog.stat_fingerprint(entry.version_id)
             try:
                 if recorded is not None and stat_fingerprint(backend.fs, location.full_path) == recorded:
                     return []
