@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from memories_geo.backends.base import Location
+from memories_geo.backends.base import Location, redact_url
 from memories_geo.catalog import Catalog, StagedVersion, version_row
 from memories_geo.config import StorageConfig
 from memories_geo.entry import Entry, entries_to_frame
@@ -523,7 +523,7 @@ class Memory:
     # -- display ---------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        tiers = ", ".join(f"{n}={self.tiers.tier_config(n).url}" for n in self.tiers.names)
+        tiers = ", ".join(f"{n}={redact_url(self.tiers.tier_config(n).url)}" for n in self.tiers.names)
         return f"Memory(catalog={str(self.catalog.path)!r}, tiers: {tiers})"
 
     def _repr_html_(self) -> str:

@@ -1,0 +1,1144 @@
+"""PostGIS: vector layers as PostgreSQL tables, with a stable view named after the key.
+
+Each version is its own table (see :mod:`memories_geo.backends.postgres` for how it is
+named and found). A write:
+
+1. resolves the SRID of every geometry column (its EPSG code, or a row added to
+   ``spatial_ref_sys`` for a CRS without one);
+2. creates the table, typed ``geometry(<type>[Z], <srid>)`` when a column holds a
+   single geometry type, and registers it, in one transaction;
+3. loads the rows with Arrow-native ingest through ADBC (``engine="adbc"``, the
+   default when ``adbc-driver-postgresql`` is installed) or psycopg's binary
+   ``COPY`` (``engine="psycopg"``), geometries as EWKB carrying their SRID;
+4. builds the GiST index of each geometry column and the primary key on the row id
+   (a ``bigint`` numbering rows in order), while reading the table back to checksum
+   it, then runs ``ANALYZE``.
+
+:meth:`PostGISFormat.publish` then points the view named after the key at the new
+table, in one transaction. Reading selects from the version table with ``bbox=``,
+``columns=`` and ``where=`` pushed down to the server, ordered by row id.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import geopandas as gpd
+import numpy as np
+
+from memories_geo.errors import FormatError, UnsupportedObjectError
+from memories_geo.footprint import Footprint, bbox_to_wgs84, vector_footprint
+from memories_geo.integrity import FileDigest, Manifest
+from memories_geo.types import Kind
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import psycopg
+    import pyarrow as pa
+    from psycopg import sql
+
+    from memories_geo.backends.base import Backend, Location
+    from memories_geo.backends.postgres import PostgresBackend
+    from memories_geo.formats.base import WriteOptions, WriteResult
+
+__all__ = ["CUSTOM_SRID_START", "ENGINES", "PostGISFormat", "view_name_for"]
+
+#: First SRID used for CRSs without an EPSG code (PostGIS reserves 900000-998999 for users).
+CUSTOM_SRID_START = 900_000
+_CUSTOM_SRID_END = 998_999
+
+#: Loading / reading paths: ``"adbc"`` (Arrow-native, C++) and ``"psycopg"`` (binary COPY).
+ENGINES = ("adbc", "psycopg")
+
+#: Name of the row-id column (a free variant is used when the layer has one of its own).
+ROW_ID = "mg_row"
+
+_QUERY_KEYWORDS = ("bbox", "columns", "where", "engine")
+_CHUNK_ROWS = 1 << 17
+_WKB_TYPES = {
+    0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint", 5: "MultiLineString",
+    6: "MultiPolygon", 7: "GeometryCollection",
+}
+_EWKB_SRID_FLAG = 0x20
+
+
+def view_name_for(key: str) -> str:
+    """Name of the stable view of ``key``: the key itself when PostgreSQL can hold it.
+
+    Keys longer than 63 bytes of UTF-8 are cut to their first 50 bytes (on a character
+    boundary) followed by ``~`` and 12 hex digits of a hash of the whole key.
+
+    Examples
+    --------
+    >>> view_name_for("roads/paris")
+    'roads/paris'
+    """
+    from memories_geo.backends.postgres import safe_identifier
+
+    return safe_identifier(key)
+
+
+def _default_engine() -> str:
+    import importlib.util
+
+    return "adbc" if importlib.util.find_spec("adbc_driver_postgresql") else "psycopg"
+
+
+def _backend(location_or_backend: Any) -> PostgresBackend:
+    from memories_geo.backends.postgres import PostgresBackend
+
+    backend = getattr(location_or_backend, "backend", location_or_backend)
+    if not isinstance(backend, PostgresBackend):
+        raise FormatError(
+            f"format 'postgis' stores tables in PostgreSQL; {backend!r} is not a PostgreSQL tier. "
+            "Save on a tier whose url is postgresql://..., or choose a file format."
+        )
+    return backend
+
+
+# -- objects -> frames ------------------------------------------------------------------
+
+
+def _as_frame(obj: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    if isinstance(obj, gpd.GeoSeries):
+        name = obj.name.item() if hasattr(obj.name, "item") else obj.name
+        if isinstance(name, tuple):
+            name = {"tuple": list(name)}
+        try:
+            safe = json.loads(json.dumps(name)) == name
+        except (TypeError, ValueError):
+            safe = False
+        if not safe:
+            raise UnsupportedObjectError(
+                f"cannot record the GeoSeries name {obj.name!r}; rename it to a string first "
+                "(gs.rename('geometry'))"
+            )
+        return obj.to_frame(name="geometry"), {"type": "GeoSeries", "name": name}
+    if isinstance(obj, gpd.GeoDataFrame):
+        try:
+            geometry_name = obj.geometry.name
+        except AttributeError as exc:
+            raise UnsupportedObjectError(
+                "this GeoDataFrame has no active geometry column; set one with "
+                "gdf.set_geometry('column_name')"
+            ) from exc
+        return obj, {"type": "GeoDataFrame", "geometry": str(geometry_name)}
+    raise UnsupportedObjectError(
+        f"format 'postgis' stores GeoDataFrame and GeoSeries objects, not {type(obj).__name__}"
+    )
+
+
+def _with_crs(gdf: gpd.GeoDataFrame, crs: Any, kind: str) -> gpd.GeoDataFrame:
+    import pyproj
+
+    var = "gs" if kind == "GeoSeries" else "gdf"
+    if crs is None:
+        if gdf.crs is None:
+            raise UnsupportedObjectError(
+                f"this {kind} has no CRS. Pass crs= to save() (e.g. crs='EPSG:4326'), or set it "
+                f"with {var}.set_crs(...) first."
+            )
+        return gdf
+    wanted = pyproj.CRS.from_user_input(crs)
+    if gdf.crs is None:
+        out = gdf.copy(deep=False)
+        out[gdf.geometry.name] = gdf.geometry.set_crs(wanted)
+        return out
+    if not gdf.crs.equals(wanted, ignore_axis_order=True):
+        raise UnsupportedObjectError(
+            f"crs={crs!r} conflicts with the {kind}'s own CRS {gdf.crs.to_string()!r}; crs= only "
+            f"assigns a CRS to data that has none. Reproject first with {var}.to_crs({crs!r})."
+        )
+    return gdf
+
+
+# -- Arrow <-> PostgreSQL types -----------------------------------------------------------
+
+
+def _pg_type(field: pa.Field, column: str) -> tuple[str, Any]:
+    """PostgreSQL type of an Arrow field, and the Arrow type the loader sends."""
+    import pyarrow as pa
+
+    t = field.type
+    if pa.types.is_dictionary(t):
+        return _pg_type(pa.field(field.name, t.value_type), column)
+    simple: list[tuple[Any, str, Any]] = [
+        (pa.types.is_boolean, "boolean", pa.bool_()),
+        (lambda x: x in (pa.int8(), pa.int16(), pa.uint8()), "smallint", pa.int16()),
+        (lambda x: x in (pa.int32(), pa.uint16()), "integer", pa.int32()),
+        (lambda x: x in (pa.int64(), pa.uint32(), pa.uint64()), "bigint", pa.int64()),
+        (lambda x: x in (pa.float16(), pa.float32()), "real", pa.float32()),
+        (lambda x: x == pa.float64(), "double precision", pa.float64()),
+        (lambda x: pa.types.is_string(x) or pa.types.is_large_string(x) or pa.types.is_null(x),
+         "text", pa.string()),
+        (lambda x: pa.types.is_binary(x) or pa.types.is_large_binary(x), "bytea", pa.binary()),
+        (pa.types.is_date32, "date", pa.date32()),
+    ]
+    for test, pg, arrow in simple:
+        if test(t):
+            return pg, arrow
+    if pa.types.is_timestamp(t):
+        if t.tz is None:
+            return "timestamp", pa.timestamp("us")
+        return "timestamptz", pa.timestamp("us", tz="UTC")
+    raise UnsupportedObjectError(
+        f"column {column!r} has Arrow type {t}, which format 'postgis' does not store; "
+        "convert it (e.g. to str or a number) first"
+    )
+
+
+def _to_load_type(column: pa.ChunkedArray, target: Any, name: str) -> pa.ChunkedArray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_null(column.type):
+        return pa.chunked_array([pa.nulls(len(column), target)], type=target)
+    if column.type == pa.uint64() and len(column) and (pc.max(column).as_py() or 0) > 2**63 - 1:
+        raise UnsupportedObjectError(f"column {name!r} holds uint64 values above 2**63-1, beyond bigint")
+    try:
+        return column.cast(target, safe=True)
+    except pa.ArrowInvalid as exc:
+        if pa.types.is_timestamp(column.type):
+            raise UnsupportedObjectError(
+                f"column {name!r} holds sub-microsecond times, beyond PostgreSQL's microsecond "
+                f"timestamps; round them first: gdf[{name!r}] = gdf[{name!r}].dt.floor('us')"
+            ) from None
+        raise UnsupportedObjectError(f"column {name!r} cannot be stored as {target}: {exc}") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode())
+
+
+def _serialize_array(array: pa.Array) -> str:
+    import pyarrow as pa
+
+    batch = pa.RecordBatch.from_arrays([array], ["values"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return _b64(sink.getvalue().to_pybytes())
+
+
+def _deserialize_array(text: str) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(_unb64(text))).read_all().column(0).combine_chunks()
+
+
+# -- geometries ------------------------------------------------------------------------
+
+
+def _geometry_summary(values: np.ndarray) -> dict[str, Any]:
+    """Geometry type names and dimensionality of a column (``None`` values ignored)."""
+    import shapely
+
+    present = values[~shapely.is_missing(values)]
+    ids = np.unique(shapely.get_type_id(present))
+    nonempty = present[~shapely.is_empty(present)]
+    z = shapely.has_z(nonempty)
+    return {
+        "types": sorted(_WKB_TYPES[int(i)] for i in ids),
+        "z": "all" if len(nonempty) and z.all() and len(nonempty) == len(present) else
+        ("none" if not z.any() else "mixed"),
+    }
+
+
+def _typmod(summary: Mapping[str, Any], srid: int) -> str:
+    types = summary["types"]
+    base = types[0] if len(types) == 1 else "Geometry"
+    if summary["z"] == "mixed":
+        return "geometry"
+    return f"geometry({base}{'Z' if summary['z'] == 'all' else ''}, {int(srid)})"
+
+
+def _merge_summaries(a: Mapping[str, Any], b: Mapping[str, Any], b_rows: int) -> dict[str, Any]:
+    if not b_rows:
+        return dict(a)
+    z = a["z"] if a["z"] == b["z"] else "mixed"
+    if not a["types"]:
+        z = b["z"]
+    return {"types": sorted(set(a["types"]) | set(b["types"])), "z": z}
+
+
+def _ewkb(values: np.ndarray, srid: int) -> pa.ChunkedArray:
+    """EWKB (little endian, with SRID) of shapely geometries, as an Arrow binary column."""
+    import pyarrow as pa
+
+    chunks = [
+        _ewkb_chunk(values[start:start + _CHUNK_ROWS], srid)
+        for start in range(0, len(values), _CHUNK_ROWS)
+    ]
+    return pa.chunked_array(chunks, type=pa.binary())
+
+
+def _ewkb_chunk(values: np.ndarray, srid: int) -> pa.Array:
+    import pyarrow as pa
+    import shapely
+
+    n = len(values)
+    if n and (shapely.get_type_id(values) == 0).all() and not shapely.is_empty(values).any():
+        has_z = shapely.has_z(values)
+        if has_z.all() or not has_z.any():
+            return _ewkb_points(values, srid, bool(has_z.all()))
+    wkb = pa.array(shapely.to_wkb(values, byte_order=1, flavor="extended"), type=pa.binary())
+    valid = np.asarray(wkb.is_valid())
+    offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32)[wkb.offset: wkb.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(wkb.buffers()[2], dtype=np.uint8) if n else np.empty(0, np.uint8)
+    lengths = np.diff(offsets)
+    new_lengths = lengths + 4 * valid
+    new_offsets = np.concatenate([[0], np.cumsum(new_lengths)])
+    out = np.empty(int(new_offsets[-1]), dtype=np.uint8)
+    total = int(offsets[-1] - offsets[0])
+    if total:
+        starts = np.repeat(offsets[:-1], lengths)
+        position = np.arange(offsets[0], offsets[-1]) - starts
+        destination = position + np.repeat(new_offsets[:-1], lengths) + 4 * (position >= 5)
+        out[destination] = data[offsets[0]: offsets[-1]]
+        heads = new_offsets[:-1][valid]
+        out[heads[:, None] + 5 + np.arange(4)] = np.frombuffer(np.uint32(srid).tobytes(), np.uint8)
+        out[heads + 4] |= _EWKB_SRID_FLAG
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes()) if not valid.all() else None
+    return pa.Array.from_buffers(
+        pa.binary(), n, [validity, pa.py_buffer(new_offsets.astype(np.int32).tobytes()), pa.py_buffer(out)]
+    )
+
+
+def _ewkb_points(values: np.ndarray, srid: int, has_z: bool) -> pa.Array:
+    import pyarrow as pa
+    import shapely
+
+    coords = shapely.get_coordinates(values, include_z=has_z)
+    axes = ["x", "y", "z"] if has_z else ["x", "y"]
+    dtype = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4")] + [(a, "<f8") for a in axes])
+    records = np.empty(len(values), dtype=dtype)
+    records["order"] = 1
+    records["type"] = 0x20000001 | (0x80000000 if has_z else 0)
+    records["srid"] = srid
+    for i, axis in enumerate(axes):
+        records[axis] = coords[:, i]
+    width = dtype.itemsize
+    offsets = np.arange(0, width * (len(values) + 1), width, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.binary(), len(values), [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(records.tobytes())]
+    )
+
+
+def _srid_for(con: psycopg.Connection[Any], crs: Any) -> int:
+    """SRID for ``crs``: its EPSG code when PostGIS knows it, else a custom ``spatial_ref_sys`` row."""
+    code = crs.to_epsg(min_confidence=100)
+    if code is not None:
+        row = con.execute(
+            "SELECT srid FROM spatial_ref_sys WHERE srid = %s AND upper(auth_name) = 'EPSG' "
+            "AND auth_srid = %s", (code, code)
+        ).fetchone()
+        if row:
+            return int(row[0])
+    wkt = crs.to_wkt("WKT1_GDAL") or ""
+    if not wkt or len(wkt) > 2048:
+        wkt = crs.to_wkt()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proj4 = crs.to_proj4() or ""
+    if len(wkt) > 2048 or len(proj4) > 2048:
+        raise UnsupportedObjectError(
+            f"the CRS {crs.name!r} has no EPSG code and its WKT is longer than spatial_ref_sys "
+            "holds (2048 characters); reproject to a CRS with an EPSG code first"
+        )
+    con.execute("SELECT pg_advisory_xact_lock(%s)", (CUSTOM_SRID_START,))
+    row = con.execute(
+        "SELECT srid FROM spatial_ref_sys WHERE srid BETWEEN %s AND %s AND srtext = %s ORDER BY srid LIMIT 1",
+        (CUSTOM_SRID_START, _CUSTOM_SRID_END, wkt),
+    ).fetchone()
+    if row:
+        return int(row[0])
+    (srid,) = con.execute(
+        "SELECT COALESCE(MAX(srid) + 1, %s) FROM spatial_ref_sys WHERE srid BETWEEN %s AND %s",
+        (CUSTOM_SRID_START, CUSTOM_SRID_START, _CUSTOM_SRID_END),
+    ).fetchone() or (CUSTOM_SRID_START,)
+    if srid > _CUSTOM_SRID_END:
+        raise FormatError("no free SRID left in spatial_ref_sys between 900000 and 998999")
+    con.execute(
+        "INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) "
+        "VALUES (%s, NULL, NULL, %s, %s)",
+        (srid, wkt, proj4),
+    )
+    return int(srid)
+
+
+# -- the layout of a stored table --------------------------------------------------------
+
+
+class _Prepared:
+    """A frame turned into what gets loaded, plus the ``info`` that rebuilds it."""
+
+    def __init__(self, frame: gpd.GeoDataFrame, base: dict[str, Any]) -> None:
+        import pandas as pd
+        import pyarrow as pa
+
+        from memories_geo.backends.postgres import safe_identifier
+
+        self.frame = frame
+        geometry_names = [c for c in frame.columns if isinstance(frame[c].dtype, gpd.array.GeometryDtype)]
+        if len(set(map(str, frame.columns))) != len(frame.columns):
+            raise UnsupportedObjectError("column names must be unique (as strings) to be stored in PostGIS")
+        plain = pd.DataFrame(
+            {c: (pd.Series([None] * len(frame), index=frame.index, dtype=object)
+                 if c in geometry_names else frame[c]) for c in frame.columns},
+            index=frame.index,
+        )
+        plain.columns = frame.columns
+        try:
+            table = pa.Table.from_pandas(plain, preserve_index=None)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise UnsupportedObjectError(f"format 'postgis' cannot convert this layer: {exc}") from exc
+        geometry_fields = {table.schema.get_field_index(str(c)) for c in geometry_names}
+        fields = list(table.schema)
+        for i in geometry_fields:
+            fields[i] = pa.field(fields[i].name, pa.binary())
+        schema = pa.schema(fields, metadata=table.schema.metadata)
+        taken = frozenset({ROW_ID})
+        row_id = ROW_ID
+        names = {f.name for f in fields}
+        while row_id in names:
+            row_id = f"_{row_id}"
+        columns, used = [], set()
+        dictionaries = {}
+        for i, field in enumerate(fields):
+            column = safe_identifier(field.name, reserved=taken | {row_id})
+            while column in used:
+                column = safe_identifier(column + "_", reserved=taken | {row_id})
+            used.add(column)
+            entry: dict[str, Any] = {"name": field.name, "column": column}
+            if i in geometry_fields:
+                gname = next(c for c in geometry_names if str(c) == field.name)
+                values = np.asarray(frame[gname].values._data)
+                entry.update(geometry=True, crs=frame[gname].crs.to_json(), summary=_geometry_summary(values))
+                if frame[gname].crs is None:
+                    raise UnsupportedObjectError(f"geometry column {field.name!r} has no CRS; set one first")
+            else:
+                entry["type"] = _pg_type(field, field.name)[0]
+                if pa.types.is_dictionary(field.type):
+                    chunk = table.column(i).chunks
+                    dictionary = chunk[0].dictionary if chunk else pa.array([], field.type.value_type)
+                    dictionaries[field.name] = _serialize_array(dictionary)
+            columns.append(entry)
+        self.table = table
+        self.info = {
+            **base,
+            "schema": _b64(schema.serialize().to_pybytes()),
+            "dictionaries": dictionaries,
+            "columns": columns,
+            "row_id": row_id,
+            "rows": len(frame),
+        }
+
+    def load_table(self, srids: Mapping[str, int], first_row: int) -> pa.Table:
+        """Arrow table in the stored column order and types, geometries as EWKB."""
+        import pyarrow as pa
+
+        arrays = [pa.chunked_array([pa.array(np.arange(first_row, first_row + len(self.frame)))],
+                                   type=pa.int64())]
+        for i, entry in enumerate(self.info["columns"]):
+            if entry.get("geometry"):
+                gname = next(c for c in self.frame.columns if str(c) == entry["name"])
+                values = np.asarray(self.frame[gname].values._data)
+                arrays.append(_ewkb(values, srids[entry["name"]]))
+            else:
+                field = self.table.schema.field(i)
+                arrays.append(_to_load_type(self.table.column(i), _pg_type(field, field.name)[1], field.name))
+        names = [self.info["row_id"], *(e["column"] for e in self.info["columns"])]
+        return pa.Table.from_arrays(arrays, names=names)
+
+
+def _schema(info: Mapping[str, Any]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.ipc.read_schema(pa.py_buffer(_unb64(info["schema"])))
+
+
+def _check_append(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Info of previous + new rows, after checking the new rows fit the stored layer."""
+    import pyproj
+
+    old_schema, new_schema = _schema(previous), _schema(new)
+    old_names = [f.name for f in old_schema]
+    new_names = [f.name for f in new_schema]
+    old_meta, new_meta = _pandas_meta(old_schema), _pandas_meta(new_schema)
+    old_index = [i for i in old_meta.get("index_columns", []) if isinstance(i, str)]
+    new_index = [i for i in new_meta.get("index_columns", []) if isinstance(i, str)]
+    if previous.get("geometry") != new.get("geometry"):
+        raise UnsupportedObjectError(
+            f"cannot append: the stored layer's geometry column is {previous.get('geometry')!r}, the new "
+            f"rows' is {new.get('geometry')!r}; rename it with "
+            f"gdf.rename_geometry({previous.get('geometry')!r})"
+        )
+    if old_names != new_names or old_index != new_index:
+        missing = [c for c in old_names if c not in new_names]
+        extra = [c for c in new_names if c not in old_names]
+        raise UnsupportedObjectError(
+            f"cannot append: columns differ from the stored layer (missing: {missing}, unexpected: {extra}); "
+            f"appended rows need exactly the columns {old_names} and the same kind of index"
+        )
+    changed = [
+        f"{a.name!r}: {a.type} + {b.type}" for a, b in zip(old_schema, new_schema, strict=True)
+        if a.type != b.type and not (_is_geometry(previous, a.name))
+    ]
+    if changed or previous.get("dictionaries") != new.get("dictionaries"):
+        raise UnsupportedObjectError(
+            f"cannot append: column types would change ({', '.join(changed) or 'categories differ'}); "
+            "cast the new rows to the stored types first (gdf.astype(...))"
+        )
+    columns = []
+    for old, fresh in zip(previous["columns"], new["columns"], strict=True):
+        entry = dict(old)
+        if old.get("geometry"):
+            a, b = pyproj.CRS.from_json(old["crs"]), pyproj.CRS.from_json(fresh["crs"])
+            if not a.equals(b, ignore_axis_order=True):
+                raise UnsupportedObjectError(
+                    f"cannot append rows in CRS {b.to_string()!r} to a layer stored in {a.to_string()!r}; "
+                    "reproject them first with gdf.to_crs(...)"
+                )
+            entry["summary"] = _merge_summaries(old["summary"], fresh["summary"], new["rows"])
+        columns.append(entry)
+    rows = previous["rows"] + new["rows"]
+    schema = old_schema
+    ranges = [i for i in old_meta.get("index_columns", []) if isinstance(i, dict)]
+    if ranges and new["rows"]:
+        meta = dict(old_meta)
+        (rng,) = ranges
+        rng = {**rng, "stop": rng["start"] + rng["step"] * rows}
+        meta["index_columns"] = [rng]
+        metadata = {**(old_schema.metadata or {}), b"pandas": json.dumps(meta).encode()}
+        schema = old_schema.with_metadata(metadata)
+    return {**previous, "columns": columns, "rows": rows, "schema": _b64(schema.serialize().to_pybytes())}
+
+
+def _pandas_meta(schema: pa.Schema) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(b"pandas")
+    return json.loads(raw) if raw else {}
+
+
+def _is_geometry(info: Mapping[str, Any], name: str) -> bool:
+    return any(e["name"] == name and e.get("geometry") for e in info["columns"])
+
+
+# -- the format ------------------------------------------------------------------------
+
+
+class PostGISFormat:
+    """GeoDataFrames and GeoSeries as PostGIS tables, one table per version.
+
+    Write options (keywords of ``save``): ``engine="adbc"`` or ``"psycopg"`` (the
+    loader; default ADBC when installed). Read options (keywords of ``open``):
+    ``bbox=``, ``columns=``, ``where=`` and ``engine=``; see :meth:`open`.
+
+    Examples
+    --------
+    >>> import memories_geo as mg
+    >>> cfg = mg.StorageConfig.from_dict({"tiers": {"warm": {"url": "postgresql://me@db/gis"}}})
+    >>> mem = mg.Memory(cfg)  # doctest: +SKIP
+    >>> mem.save(gdf, "roads/paris", tier="warm")  # doctest: +SKIP
+    >>> mem.open("roads/paris", bbox=(2.2, 48.8, 2.4, 48.9), where={"kind": "primary"})  # doctest: +SKIP
+    """
+
+    name: ClassVar[str] = "postgis"
+    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR})
+    extension: ClassVar[str] = ""
+
+    def can_store(self, obj: Any) -> bool:
+        """Whether ``obj`` is a GeoDataFrame or a GeoSeries."""
+        return isinstance(obj, gpd.GeoDataFrame | gpd.GeoSeries)
+
+    # -- writing -------------------------------------------------------------------
+
+    def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:
+        """Load ``obj`` into a new version table at ``location``.
+
+        Parameters
+        ----------
+        obj : geopandas.GeoDataFrame or geopandas.GeoSeries
+            What to store (not modified).
+        location : Location
+            A PostgreSQL tier and the logical path of the new version.
+        options : WriteOptions
+            ``mode="a"`` copies the rows of ``options.previous`` server-side first;
+            ``options.extra`` may hold ``engine=``.
+
+        Returns
+        -------
+        WriteResult
+            Manifest (one pseudo-file: the table), footprint and ``object_info``.
+        """
+        from psycopg import sql
+
+        from memories_geo.backends.postgres import REGISTRY_TABLE, table_name_for
+        from memories_geo.formats.base import WriteResult
+
+        backend = _backend(location)
+        extra = dict(options.extra)
+        engine = extra.pop("engine", None) or _default_engine()
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if extra:
+            raise TypeError(f"unknown keyword(s) {sorted(extra)} for format 'postgis'; valid: ['engine']")
+        frame, base = _as_frame(obj)
+        frame = _with_crs(frame, options.crs, base["type"])
+        prepared = _Prepared(frame, base)
+        info = prepared.info
+        previous_table = None
+        first_row = 1
+        if options.mode == "a" and options.previous is not None:
+            previous_info = backend.info_for(options.previous.path)
+            previous_table = backend.table_for(options.previous.path)
+            if previous_info is None or previous_table is None:
+                raise FormatError(f"cannot append: the stored table of {options.previous.url} is missing")
+            info = _check_append(previous_info, info)
+            first_row = previous_info["rows"] + 1
+        table = table_name_for(location.path)
+        target = backend.identifier(table)
+        with backend.connection() as con:
+            srids = {
+                e["name"]: _srid_for(con, _crs(e)) for e in info["columns"] if e.get("geometry")
+            }
+            for e in info["columns"]:
+                if e.get("geometry"):
+                    e["srid"] = srids[e["name"]]
+                    e["type"] = _typmod(e["summary"], e["srid"])
+            definitions = [sql.SQL("{} bigint NOT NULL").format(sql.Identifier(info["row_id"]))] + [
+                sql.SQL("{} {}").format(sql.Identifier(e["column"]), sql.SQL(e["type"]))
+                for e in info["columns"]
+            ]
+            con.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(definitions)))
+            con.execute(
+                sql.SQL("INSERT INTO {} (path, table_name, key, info) VALUES (%s, %s, %s, %s)").format(
+                    backend.identifier(REGISTRY_TABLE)
+                ),
+                (location.path, table, location.path.split("/@v/", 1)[0], json.dumps(info)),
+            )
+        if previous_table is not None:
+            with backend.connection() as con:
+                con.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} ORDER BY {}").format(
+                    target, backend.identifier(previous_table), sql.Identifier(info["row_id"])
+                ))
+        if len(frame):
+            data = prepared.load_table(srids, first_row)
+            _LOADERS[engine](backend, table, data)
+        manifest = self._finish(backend, table, info)
+        if previous_table is None:
+            footprint = vector_footprint(frame)
+        else:
+            footprint = self._footprint(backend, table, info, frame)
+        return WriteResult(manifest=manifest, footprint=footprint, object_info=info)
+
+    def _finish(self, backend: PostgresBackend, table: str, info: Mapping[str, Any]) -> Manifest:
+        """Index (GiST per geometry, primary key on the row id), checksum, then ANALYZE."""
+        from psycopg import sql
+
+        target = backend.identifier(table)
+        row_id = sql.Identifier(info["row_id"])
+        pkey = sql.Identifier(f"{table}_pkey")
+
+        def run(statement: sql.Composable) -> None:
+            with backend.connection() as con:
+                con.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                con.execute(statement)
+
+        statements = [
+            sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+                sql.Identifier(f"{table}_g{i}"), target, sql.Identifier(e["column"])
+            )
+            for i, e in enumerate(info["columns"]) if e.get("geometry")
+        ]
+        statements.append(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(pkey, target, row_id))
+        workers = max(1, min(len(statements) + 1, backend.pool.max_size))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            digest = pool.submit(_table_digest, backend, table, info)
+            for future in [pool.submit(run, s) for s in statements]:
+                future.result()
+            name, file_digest = digest.result()
+        with backend.connection() as con:
+            con.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
+                target, pkey, pkey
+            ))
+            con.execute(sql.SQL("ANALYZE {}").format(target))
+        return Manifest({name: file_digest})
+
+    def _footprint(
+        self, backend: PostgresBackend, table: str, info: Mapping[str, Any], frame: gpd.GeoDataFrame
+    ) -> Footprint:
+        """Footprint of an appended table, computed by the server."""
+        import pyproj
+        from psycopg import sql
+
+        active = next(e for e in info["columns"] if e.get("geometry") and e["name"] == _active_name(info))
+        fresh = vector_footprint(frame)
+        time_column = next(
+            (e for e in info["columns"] if e["type"] in ("timestamp", "timestamptz")
+             and str(e["name"]) in fresh.variables), None
+        )
+        geom = sql.Identifier(active["column"])
+        parts = [sql.SQL("ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)")]
+        if time_column is not None:
+            column = sql.Identifier(time_column["column"])
+            parts.append(sql.SQL("(SELECT min({c}) FROM {t}), (SELECT max({c}) FROM {t})").format(
+                c=column, t=backend.identifier(table)))
+        query = sql.SQL("SELECT {} FROM (SELECT ST_Extent({}) AS e FROM {}) AS x").format(
+            sql.SQL(", ").join(parts), geom, backend.identifier(table)
+        )
+        with backend.connection() as con:
+            row = con.execute(query).fetchone() or ()
+        native = tuple(float(v) for v in row[:4]) if row and row[0] is not None else None
+        crs = pyproj.CRS.from_json(active["crs"])
+        start, end = (row[4], row[5]) if time_column is not None else (None, None)
+        import pandas as pd
+
+        return Footprint(
+            bbox=bbox_to_wgs84(native, crs) if native else None,
+            native_bbox=native,  # type: ignore[arg-type]
+            crs=fresh.crs,
+            time_start=pd.Timestamp(start) if start is not None else None,
+            time_end=pd.Timestamp(end) if end is not None else None,
+            variables=fresh.variables,
+            shape={"rows": int(info["rows"])},
+        )
+
+    # -- publishing ------------------------------------------------------------------
+
+    def publish(self, location: Location, key: str) -> None:
+        """Point the view named after ``key`` at the table of ``location``, atomically.
+
+        ``CREATE OR REPLACE VIEW`` is tried first (it keeps objects that depend on the
+        view); when the columns changed, the view is dropped and created again in the
+        same transaction, so readers always see one complete version.
+        """
+        import psycopg
+        from psycopg import sql
+
+        from memories_geo.backends.postgres import VIEWS_TABLE
+
+        backend = _backend(location)
+        table = backend.table_for(location.path)
+        if table is None:
+            raise FormatError(f"cannot publish {key!r}: no table is registered at {location.url}")
+        view = view_name_for(key)
+        views = backend.identifier(VIEWS_TABLE)
+        with backend.connection() as con:
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"memories_geo view {view}",))
+            owner = con.execute(
+                sql.SQL("SELECT key FROM {} WHERE view_name = %s").format(views), (view,)
+            ).fetchone()
+            existing = con.execute(
+                "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s", (backend.schema, view)
+            ).fetchone()
+            if existing and (owner is None or owner[0] != key or existing[0] != "v"):
+                raise FormatError(
+                    f"cannot publish {key!r}: {backend.schema}.{view} already exists and is not this key's "
+                    "view; rename or drop it, or save under another key"
+                )
+            body = sql.SQL("SELECT * FROM {}").format(backend.identifier(table))
+            target = backend.identifier(view)
+            replaced = False
+            if existing:
+                try:
+                    with con.transaction():
+                        con.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(target, body))
+                    replaced = True
+                except psycopg.errors.InvalidTableDefinition:
+                    replaced = False
+                except psycopg.errors.FeatureNotSupported:
+                    replaced = False
+                if not replaced:
+                    con.execute(sql.SQL("DROP VIEW {}").format(target))
+            if not replaced:
+                con.execute(sql.SQL("CREATE VIEW {} AS {}").format(target, body))
+            con.execute(
+                sql.SQL(
+                    "INSERT INTO {} (key, view_name, path) VALUES (%s, %s, %s) ON CONFLICT (key) "
+                    "DO UPDATE SET view_name = excluded.view_name, path = excluded.path, updated_at = now()"
+                ).format(views),
+                (key, view, location.path),
+            )
+
+    def unpublish(self, backend: Backend, key: str) -> None:
+        """Drop the view of ``key`` (nothing happens when there is none)."""
+        from psycopg import sql
+
+        from memories_geo.backends.postgres import VIEWS_TABLE
+
+        pg = _backend(backend)
+        with pg.connection() as con:
+            row = con.execute(
+                sql.SQL("DELETE FROM {} WHERE key = %s RETURNING view_name").format(
+                    pg.identifier(VIEWS_TABLE)
+                ),
+                (key,),
+            ).fetchone()
+            if row:
+                con.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(pg.identifier(row[0])))
+
+    # -- reading ---------------------------------------------------------------------
+
+    def open(self, location: Location, object_info: Mapping[str, Any], **query: Any) -> Any:
+        """Read a stored version back as the type that was saved.
+
+        Parameters
+        ----------
+        location : Location
+            The PostgreSQL tier and the version's logical path.
+        object_info : mapping
+            What :meth:`write` recorded.
+        **query
+            ``bbox=(minx, miny, maxx, maxy)`` in the layer's CRS: rows whose active
+            geometry intersects the box (``&&`` on the GiST index, then
+            ``ST_Intersects``). ``columns=[...]``: columns to read (the active geometry
+            is added when no geometry column is listed). ``where=``: a mapping
+            ``{column: value}`` (equality; ``None`` tests ``IS NULL``; a list, tuple or
+            set tests membership), or a :class:`psycopg.sql.Composable` built with
+            ``sql.Identifier`` / ``sql.Literal``. ``engine="adbc"`` or ``"psycopg"``.
+
+        Returns
+        -------
+        geopandas.GeoDataFrame or geopandas.GeoSeries
+            Rows in their stored order. A filtered read of a layer whose index is a
+            ``RangeIndex`` numbers its rows from 0, as GeoParquet reads do.
+        """
+        unknown = sorted(set(query) - set(_QUERY_KEYWORDS))
+        if unknown:
+            raise TypeError(
+                f"unknown query keyword(s) {unknown} for format 'postgis'; valid: {list(_QUERY_KEYWORDS)}"
+            )
+        backend = _backend(location)
+        is_series = object_info.get("type") == "GeoSeries"
+        if is_series and query.get("columns") is not None:
+            raise ValueError("columns= does not apply to a stored GeoSeries (it has one column)")
+        table = backend.table_for(location.path)
+        if table is None:
+            raise FormatError(f"the table of {location.url} is missing")
+        engine = query.get("engine") or _default_engine()
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        entries = _selected(object_info, query.get("columns"))
+        statement = _select(backend, table, object_info, entries, query.get("bbox"), query.get("where"))
+        raw = _READERS[engine](backend, statement, entries)
+        gdf = _to_geodataframe(raw, object_info, entries)
+        if is_series:
+            return gdf.geometry.rename(_series_name(object_info.get("name")))
+        return gdf
+
+    # -- deleting, checksums ------------------------------------------------------------
+
+    def delete(self, location: Location) -> None:
+        """Drop the version table and its registry row; a missing table is fine."""
+        _backend(location).remove(location.path)
+
+    def manifest(self, location: Location) -> Manifest:
+        """One pseudo-file per table: the table name, with its rows' size and digest."""
+        backend = _backend(location)
+        table = backend.table_for(location.path)
+        info = backend.info_for(location.path)
+        if table is None or info is None:
+            return Manifest({})
+        name, digest = _table_digest(backend, table, info)
+        return Manifest({name: digest})
+
+    def verify(self, location: Location, manifest: Manifest) -> list[str]:
+        """Recompute the table's digest and compare it with ``manifest``."""
+        actual = self.manifest(location)
+        if not actual.files:
+            return [f"{location.url}: missing (the whole version table is gone)"]
+        problems = []
+        for path, expected in sorted(manifest.files.items()):
+            got = actual.files.get(path)
+            if got is None:
+                problems.append(f"{path}: missing")
+            elif got.size != expected.size:
+                problems.append(f"{path}: size {got.size} != expected {expected.size}")
+            elif got.digest != expected.digest:
+                problems.append(f"{path}: checksum changed")
+        problems.extend(f"{p}: unexpected file" for p in sorted(set(actual.files) - set(manifest.files)))
+        return problems
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} format={self.name!r}>"
+
+
+def _crs(entry: Mapping[str, Any]) -> Any:
+    import pyproj
+
+    return pyproj.CRS.from_json(entry["crs"])
+
+
+def _active_name(info: Mapping[str, Any]) -> str:
+    return "geometry" if info.get("type") == "GeoSeries" else str(info.get("geometry"))
+
+
+def _series_name(stored: Any) -> Any:
+    if isinstance(stored, dict) and "tuple" in stored:
+        return tuple(stored["tuple"])
+    return stored
+
+
+def _table_digest(backend: PostgresBackend, table: str, info: Mapping[str, Any]) -> tuple[str, FileDigest]:
+    """xxh3-128 of the binary ``COPY`` of every row ordered by row id, and its length."""
+    import xxhash
+    from psycopg import sql
+
+    h = xxhash.xxh3_128()
+    size = 0
+    statement = sql.SQL("COPY (SELECT * FROM {} ORDER BY {}) TO STDOUT (FORMAT binary)").format(
+        backend.identifier(table), sql.Identifier(info["row_id"])
+    )
+    with backend.connection() as con, con.cursor().copy(statement) as copy:
+        for block in copy:
+            h.update(block)
+            size += len(block)
+    return table, FileDigest(size, h.hexdigest())
+
+
+# -- loaders -----------------------------------------------------------------------------
+
+
+def _load_adbc(backend: PostgresBackend, table: str, data: pa.Table) -> None:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(backend.conninfo) as con:
+        with con.cursor() as cur:
+            cur.adbc_ingest(table, data, mode="append", db_schema_name=backend.schema)
+        con.commit()
+
+
+_COPY_TYPES = {
+    "int16": "int2", "int32": "int4", "int64": "int8", "float": "float4", "double": "float8",
+    "bool": "bool", "string": "text", "binary": "bytea", "date32[day]": "date",
+    "timestamp[us]": "timestamp", "timestamp[us, tz=UTC]": "timestamptz",
+}
+
+
+def _load_psycopg(backend: PostgresBackend, table: str, data: pa.Table) -> None:
+    from psycopg import sql
+
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in data.column_names)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(backend.identifier(table), columns)
+    types = [_COPY_TYPES[str(t)] for t in data.schema.types]
+    with backend.connection() as con, con.cursor().copy(statement) as copy:
+        copy.set_types(types)
+        for batch in data.to_batches(max_chunksize=_CHUNK_ROWS):
+            for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                copy.write_row(row)
+
+
+_LOADERS = {"adbc": _load_adbc, "psycopg": _load_psycopg}
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _selected(info: Mapping[str, Any], columns: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Column entries to read: index columns, then the requested ones (default all)."""
+    entries = info["columns"]
+    index_names = {i for i in _pandas_meta(_schema(info)).get("index_columns", []) if isinstance(i, str)}
+    index = [e for e in entries if e["name"] in index_names]
+    by_name = {e["name"]: e for e in entries if e["name"] not in index_names}
+    if columns is None:
+        return [e for e in entries]
+    if isinstance(columns, str):
+        raise TypeError("columns= must be a list of column names, not a string")
+    unknown = [c for c in columns if str(c) not in by_name]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown}; stored columns: {list(by_name)}")
+    chosen = [by_name[str(c)] for c in columns]
+    if not any(e.get("geometry") for e in chosen):
+        chosen.append(by_name[_active_name(info)])
+    return index + chosen
+
+
+def _select(
+    backend: PostgresBackend,
+    table: str,
+    info: Mapping[str, Any],
+    entries: list[dict[str, Any]],
+    bbox: Sequence[float] | None,
+    where: Any,
+) -> sql.Composed:
+    from psycopg import sql
+
+    conditions: list[sql.Composable] = []
+    if bbox is not None:
+        box = _check_bbox(bbox)
+        active = next(e for e in info["columns"] if e["name"] == _active_name(info))
+        geom = sql.Identifier(active["column"])
+        envelope = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(
+            *(sql.Literal(v) for v in box), sql.Literal(int(active["srid"]))
+        )
+        conditions.append(sql.SQL("{g} && {e} AND ST_Intersects({g}, {e})").format(g=geom, e=envelope))
+    if where is not None:
+        conditions.append(_where(info, where))
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(sql.Identifier(e["column"]) for e in entries), backend.identifier(table)
+    )
+    if conditions:
+        query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(conditions))
+    return sql.SQL("{} ORDER BY {}").format(query, sql.Identifier(info["row_id"]))
+
+
+def _where(info: Mapping[str, Any], where: Any) -> sql.Composable:
+    from psycopg import sql
+
+    if isinstance(where, sql.Composable):
+        return sql.SQL("({})").format(where)
+    if not isinstance(where, Mapping):
+        raise TypeError(
+            "where= takes a mapping {column: value} (equality, None for IS NULL, a list for "
+            "membership) or a psycopg.sql.Composable built with sql.Identifier/sql.Literal; "
+            f"raw SQL strings are refused, got {type(where).__name__}"
+        )
+    columns = {e["name"]: e for e in info["columns"]}
+    parts = []
+    for name, value in where.items():
+        entry = columns.get(str(name))
+        if entry is None:
+            raise ValueError(f"where=: unknown column {name!r}; stored columns: {list(columns)}")
+        if entry.get("geometry"):
+            raise ValueError(f"where=: {name!r} is a geometry column; use bbox= for spatial filters")
+        column = sql.Identifier(entry["column"])
+        if value is None:
+            parts.append(sql.SQL("{} IS NULL").format(column))
+        elif isinstance(value, list | tuple | set | frozenset):
+            values = [_literal_value(v) for v in value]
+            if not values:
+                parts.append(sql.SQL("false"))
+            else:
+                parts.append(sql.SQL("{} IN ({})").format(
+                    column, sql.SQL(", ").join(sql.Literal(v) for v in values)))
+        else:
+            parts.append(sql.SQL("{} = {}").format(column, sql.Literal(_literal_value(value))))
+    return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
+
+
+def _literal_value(value: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    import math
+
+    values = tuple(float(v) for v in bbox)
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"bbox must be 4 finite numbers (minx, miny, maxx, maxy), got {bbox!r}")
+    minx, miny, maxx, maxy = values
+    if minx > maxx or miny > maxy:
+        raise ValueError(
+            f"bbox must be (minx, miny, maxx, maxy) with minx <= maxx and miny <= maxy, got {bbox!r}"
+        )
+    return minx, miny, maxx, maxy
+
+
+def _read_adbc(backend: PostgresBackend, statement: sql.Composed, entries: list[dict[str, Any]]) -> pa.Table:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with backend.connection() as con:
+        text = statement.as_string(con)
+    with adbc.connect(backend.conninfo) as con, con.cursor() as cur:
+        cur.execute(text)
+        return cur.fetch_arrow_table()
+
+
+def _read_psycopg(
+    backend: PostgresBackend, statement: sql.Composed, entries: list[dict[str, Any]]
+) -> pa.Table:
+    import pyarrow as pa
+
+    with backend.connection() as con, con.cursor(binary=True) as cur:
+        cur.execute(statement)
+        rows = cur.fetchall()
+        names = [d.name for d in cur.description or []]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = []
+    for entry, values in zip(entries, columns, strict=True):
+        if entry.get("geometry"):
+            arrays.append(pa.array(list(values), type=pa.binary()))
+        else:
+            arrays.append(pa.array(list(values), type=_arrow_type(entry["type"])))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _arrow_type(pg_type: str) -> Any:
+    import pyarrow as pa
+
+    return {
+        "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(), "real": pa.float32(),
+        "double precision": pa.float64(), "boolean": pa.bool_(), "text": pa.string(),
+        "bytea": pa.binary(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+    }[pg_type]
+
+_READERS = {"adbc": _read_adbc, "psycopg": _read_psycopg}
+
+
+def _restore(column: pa.ChunkedArray, field: pa.Field, info: Mapping[str, Any]) -> pa.ChunkedArray:
+    """A column as read from PostgreSQL, cast back to the Arrow type it was saved with."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column.type, pa.ExtensionType):
+        column = pa.chunked_array([c.storage for c in column.chunks], type=column.type.storage_type)
+    target = field.type
+    if pa.types.is_null(target):
+        return pa.chunked_array([pa.nulls(len(column))], type=pa.null())
+    if pa.types.is_dictionary(target):
+        dictionary = _deserialize_array(info["dictionaries"][field.name])
+        values = column.combine_chunks().cast(dictionary.type)
+        indices = pc.index_in(values, value_set=dictionary).cast(target.index_type)
+        array = pa.DictionaryArray.from_arrays(indices, dictionary, ordered=target.ordered)
+        return pa.chunked_array([array], type=target)
+    if column.type == target:
+        return column
+    return column.cast(target)
+
+
+def _to_geodataframe(
+    raw: pa.Table, info: Mapping[str, Any], entries: list[dict[str, Any]]
+) -> gpd.GeoDataFrame:
+    import pyarrow as pa
+    from geopandas.array import from_wkb
+
+    schema = _schema(info)
+    fields = [schema.field(e["name"]) for e in entries]
+    arrays = [_restore(raw.column(i), f, info) for i, f in enumerate(fields)]
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
+    geometries = [e for e in entries if e.get("geometry")]
+    names = [e["name"] for e in geometries]
+    order = list(table.slice(0, 0).to_pandas().columns)
+    frame: pd.DataFrame = table.drop_columns(names).to_pandas()
+    for entry in sorted(geometries, key=lambda e: [str(c) for c in order].index(e["name"])):
+        column = next(c for c in order if str(c) == entry["name"])
+        wkb = np.asarray(table.column(entry["name"]).combine_chunks(), dtype=object)
+        values = from_wkb(wkb, crs=_crs(entry))
+        frame.insert([str(c) for c in order].index(entry["name"]), column, values)
+    active = _active_name(info)
+    if info.get("type") == "GeoSeries":
+        active_column: Any = "geometry"
+    else:
+        active_column = next((c for c in frame.columns if str(c) == active), None)
+        if active_column is None:
+            active_column = next(c for c in frame.columns if str(c) in names)
+    return gpd.GeoDataFrame(frame, geometry=active_column)

@@ -1,0 +1,611 @@
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import shapely
+from geopandas.testing import assert_geodataframe_equal, assert_geoseries_equal
+from shapely.geometry import LineString, Point
+from vector_cases import CUSTOM_PROJ, VECTOR_CASES, attributes_frame, make_case, make_grid_layer
+
+import memories_geo as mg
+from memories_geo.backends.base import Location, make_backend
+from memories_geo.backends.postgres import PostgresBackend, safe_identifier, table_name_for
+from memories_geo.errors import ChecksumMismatchError, UnsupportedObjectError
+from memories_geo.footprint import vector_footprint
+from memories_geo.formats.postgis import CUSTOM_SRID_START, PostGISFormat, view_name_for
+from memories_geo.formats.registry import get_format
+from memories_geo.testing import FormatRoundTripTests
+
+psycopg = pytest.importorskip("psycopg")
+from psycopg import sql  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+
+KEY = "tests/layer"
+INJECTION_KEY = "Robert'); DROP TABLE--"
+
+#: Cases whose only change is times rounded to microseconds (PostgreSQL's resolution).
+MICROSECOND_CASES = {
+    "attributes-us": lambda: _floor_ns(attributes_frame()),
+    "attributes-one-row-us": lambda: _floor_ns(attributes_frame(1)),
+}
+#: Cases PostgreSQL cannot hold as they are (see docs/postgis.md, "Limitations").
+NOT_REPRESENTABLE = {"attributes", "attributes-one-row"}
+ROUND_TRIP_CASES = {
+    **{k: v for k, v in VECTOR_CASES.items() if k not in NOT_REPRESENTABLE},
+    **MICROSECOND_CASES,
+}
+
+
+def _floor_ns(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    gdf["datetime_ns"] = gdf["datetime_ns"].dt.floor("us")
+    return gdf
+
+
+def assert_same_vector(expected: Any, actual: Any) -> None:
+    assert type(actual) is type(expected)
+    assert type(actual.index) is type(expected.index)
+    if isinstance(expected, gpd.GeoSeries):
+        assert actual.name == expected.name
+        assert_geoseries_equal(expected, actual, check_crs=True, check_series_type=True)
+    else:
+        assert actual.geometry.name == expected.geometry.name
+        assert_geodataframe_equal(expected, actual, check_like=False, check_crs=True)
+
+
+def _schema_fixture(dsn: str):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def schema(postgres_dsn: str):
+    """A schema of its own for each test, dropped afterwards."""
+    yield from _schema_fixture(postgres_dsn)
+
+
+def _memory(tmp_path: Path, dsn: str, schema: str, **options: Any) -> mg.Memory:
+    config = mg.StorageConfig.from_dict(
+        {
+            "home": str(tmp_path / "home"),
+            "tiers": {"warm": {"url": dsn, "storage_options": {"schema": schema, **options}}},
+        }
+    )
+    return mg.Memory(config)
+
+
+@pytest.fixture
+def mem(tmp_path: Path, postgres_dsn: str, schema: str) -> mg.Memory:
+    return _memory(tmp_path, postgres_dsn, schema)
+
+
+def _query(dsn: str, statement: Any, params: Any = None) -> list[tuple]:
+    with psycopg.connect(dsn, autocommit=True) as con:
+        cur = con.execute(statement, params)
+        return cur.fetchall() if cur.description is not None else []
+
+
+def _table(mem: mg.Memory, key: str, version: int | None = None) -> str:
+    entry = mem.info(key, version=version)
+    table = mem.tiers.backend("warm").table_for(entry.path)
+    assert table is not None
+    return table
+
+
+# -- the shared round-trip contract ------------------------------------------------------
+
+
+class TestPostGISRoundTrip(FormatRoundTripTests):
+    format_name = "postgis"
+    tier = "warm"
+
+    @pytest.fixture
+    def memory(self, tmp_path: Path, postgres_dsn: str, schema: str) -> mg.Memory:
+        return _memory(tmp_path, postgres_dsn, schema)
+
+    @pytest.fixture(params=list(ROUND_TRIP_CASES))
+    def case(self, request: pytest.FixtureRequest) -> Any:
+        return ROUND_TRIP_CASES[request.param]()
+
+    def assert_same(self, expected: Any, actual: Any) -> None:
+        assert_same_vector(expected, actual)
+
+    def test_verify_names_a_corrupted_file(self, memory: mg.Memory, case: Any) -> None:
+        entry = memory.save(case, self.key, format=self.format_name, tier=self.tier)
+        memory.verify(self.key)
+        backend = memory.tiers.backend(self.tier)
+        table = backend.table_for(entry.path)
+        with backend.connection() as con:
+            row_id = sql.Identifier(entry.object_info["row_id"])
+            changed = con.execute(
+                sql.SQL("UPDATE {t} SET {r} = {r} + 1000000 WHERE {r} = (SELECT max({r}) FROM {t})").format(
+                    t=backend.identifier(table), r=row_id
+                )
+            ).rowcount
+        if len(case) == 0:
+            with backend.connection() as con:
+                con.execute(sql.SQL("INSERT INTO {} ({}) VALUES (1)").format(
+                    backend.identifier(table), row_id))
+        else:
+            assert changed == 1
+        with pytest.raises(ChecksumMismatchError, match=r"checksum changed|size") as info:
+            memory.verify(self.key)
+        assert any(table in p for p in info.value.problems)
+
+    def test_input_is_not_modified(self, memory: mg.Memory, case: Any) -> None:
+        before = case.copy(deep=True)
+        memory.save(case, self.key, format=self.format_name, tier=self.tier)
+        assert_same_vector(before, case)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_REPRESENTABLE))
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnsupportedObjectError,
+    reason="PostgreSQL timestamps hold microseconds: a datetime64[ns] column with "
+    "sub-microsecond values is refused (never silently rounded)",
+)
+def test_limitation_nanosecond_times(mem: mg.Memory, name: str) -> None:
+    gdf = make_case(name)
+    mem.save(gdf, KEY, tier="warm")
+    assert_same_vector(gdf, mem.open(KEY))
+
+
+def test_nanosecond_refusal_names_the_column_and_the_fix(mem: mg.Memory) -> None:
+    with pytest.raises(UnsupportedObjectError, match=r"datetime_ns.*dt\.floor\('us'\)"):
+        mem.save(attributes_frame(), KEY, tier="warm")
+    with pytest.raises(mg.KeyNotFoundError):
+        mem.info(KEY)
+    assert mem.tiers.backend("warm").version_paths() == []
+
+
+# -- configuration, registry, backend -----------------------------------------------------
+
+
+def test_database_tier_chooses_postgis(mem: mg.Memory) -> None:
+    gdf = make_case("geometry-points")
+    entry = mem.save(gdf, KEY, tier="warm")
+    assert entry.format == "postgis"
+    assert isinstance(get_format("postgis"), PostGISFormat)
+    assert isinstance(mem.tiers.backend("warm"), PostgresBackend)
+    assert_same_vector(gdf, mem.open(KEY))
+
+
+def test_backend_capabilities_and_lazy_pool(postgres_dsn: str) -> None:
+    backend = make_backend(postgres_dsn, {"schema": "lazy_x"})
+    assert isinstance(backend, PostgresBackend)
+    assert backend.is_database
+    assert backend.supports_writes
+    assert backend.supports_listing
+    assert backend._pool is None
+    with pytest.raises(mg.TierUnavailableError, match="no filesystem"):
+        _ = backend.fs
+    with pytest.raises(mg.ConfigError, match="unknown storage_options"):
+        PostgresBackend(postgres_dsn, {"schemaa": "x"})
+
+
+def test_unreachable_server_is_a_tier_error(tmp_path: Path) -> None:
+    from memories_geo.testing.services import free_port
+
+    backend = PostgresBackend(f"postgresql://nobody@127.0.0.1:{free_port()}/db", {"timeout": 2})
+    with pytest.raises(mg.TierUnavailableError, match="cannot connect"):
+        backend.version_paths()
+
+
+def test_physical_names_are_safe_and_unique() -> None:
+    a = table_name_for(f"{INJECTION_KEY}/@v/1")
+    b = table_name_for(f"{INJECTION_KEY}/@v/2")
+    assert a != b
+    assert a.startswith("robert_drop_table__v_")
+    long_key = "données/été/" + "x" * 200
+    name = table_name_for(f"{long_key}/@v/1")
+    assert len(name.encode()) <= 63
+    assert all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+    view = view_name_for(long_key)
+    assert len(view.encode()) <= 63
+    assert view != view_name_for(long_key + "y")
+    assert view_name_for("données/été") == "données/été"
+    assert safe_identifier("a\x00b") != "a\x00b"
+
+
+def test_registry_lists_and_removes_versions(mem: mg.Memory) -> None:
+    entry = mem.save(make_case("geometry-points"), KEY, tier="warm")
+    backend = mem.tiers.backend("warm")
+    assert backend.version_paths() == [entry.path]
+    assert backend.exists(entry.path)
+    assert backend.exists("tests")
+    assert backend.listdir("") == ["tests"]
+    assert backend.listdir("tests/layer") == ["@v"]
+    assert backend.listdir("tests/layer/@v") == [entry.path.rsplit("/", 1)[1]]
+    mem.delete(KEY)
+    assert not backend.exists(entry.path)
+    assert backend.version_paths() == []
+
+
+# -- what gets created ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "geometry_type", "dims"),
+    [
+        ("geometry-points", "POINT", 2),
+        ("geometry-polygons_with_holes", "POLYGON", 2),
+        ("geometry-mixed_types", "GEOMETRY", 2),
+        ("geometry-3d", "GEOMETRY", 3),
+    ],
+)
+def test_typmod_gist_index_and_primary_key(
+    mem: mg.Memory, postgres_dsn: str, schema: str, case: str, geometry_type: str, dims: int
+) -> None:
+    gdf = make_case(case)
+    mem.save(gdf, KEY, tier="warm")
+    table = _table(mem, KEY)
+    rows = _query(
+        postgres_dsn,
+        "SELECT f_table_name, type, srid, coord_dimension FROM geometry_columns "
+        "WHERE f_table_schema = %s ORDER BY f_table_name",
+        (schema,),
+    )
+    assert sorted(rows) == sorted([
+        (table, geometry_type, 4326, dims), (view_name_for(KEY), geometry_type, 4326, dims)
+    ])
+    indexes = _query(
+        postgres_dsn,
+        "SELECT am.amname, i.indisprimary FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = %s::regclass",
+        (f'"{schema}"."{table}"',),
+    )
+    assert sorted(indexes) == [("btree", True), ("gist", False)]
+    (analyzed,) = _query(
+        postgres_dsn, "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = %s "
+        "AND relname = %s", (schema, table),
+    )
+    assert analyzed == (True,)
+
+
+def test_3d_points_get_a_pointz_typmod(mem: mg.Memory, postgres_dsn: str, schema: str) -> None:
+    gdf = gpd.GeoDataFrame({"v": [1, 2]}, geometry=[Point(0, 0, 1), Point(1, 1, 2)], crs="EPSG:4979")
+    mem.save(gdf, KEY, tier="warm")
+    rows = _query(postgres_dsn, "SELECT type, srid, coord_dimension FROM geometry_columns "
+                  "WHERE f_table_schema = %s AND f_table_name = %s", (schema, view_name_for(KEY)))
+    assert rows == [("POINT", 4979, 3)]
+    assert_same_vector(gdf, mem.open(KEY))
+
+
+def test_custom_crs_goes_into_spatial_ref_sys_once(mem: mg.Memory, postgres_dsn: str) -> None:
+    gdf = make_case("crs-custom_proj")
+    first = mem.save(gdf, KEY, tier="warm")
+    second = mem.save(gdf, KEY + "2", tier="warm")
+    (srid,) = {e["srid"] for e in (first.object_info["columns"] + second.object_info["columns"])
+               if e.get("geometry")}
+    assert srid >= CUSTOM_SRID_START
+    (srtext,) = _query(postgres_dsn, "SELECT srtext FROM spatial_ref_sys WHERE srid = %s", (srid,))[0]
+    assert pyproj.CRS.from_wkt(srtext).equals(pyproj.CRS.from_proj4(CUSTOM_PROJ), ignore_axis_order=True)
+    # PostGIS itself can use it: reproject a stored point to EPSG:4326 on the server
+    x, y = 500_000.0, 0.0
+    ((lon, lat),) = _query(
+        postgres_dsn,
+        "SELECT ST_X(g), ST_Y(g) FROM ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), %s), 4326) g",
+        (x, y, srid),
+    )
+    expected = pyproj.Transformer.from_crs(CUSTOM_PROJ, "EPSG:4326", always_xy=True).transform(x, y)
+    assert (lon, lat) == pytest.approx(expected, abs=1e-6)
+    assert_same_vector(gdf, mem.open(KEY))
+
+
+# -- the stable view -----------------------------------------------------------------------
+
+
+def test_view_swaps_atomically_and_goes_with_the_key(
+    mem: mg.Memory, postgres_dsn: str, schema: str
+) -> None:
+    v1 = make_grid_layer(30)
+    v2 = make_grid_layer(50).assign(extra=lambda d: d["value"] * 2)  # other columns: drop + create
+    mem.save(v1, KEY, tier="warm")
+    view = sql.Identifier(schema, view_name_for(KEY))
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        with psycopg.connect(postgres_dsn, autocommit=True) as con:
+            while not stop.is_set():
+                try:
+                    seen.append(con.execute(sql.SQL("SELECT count(*) FROM {}").format(view)).fetchone()[0])
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        while len(seen) < 3:
+            threading.Event().wait(0.01)
+        mem.save(v2, KEY, tier="warm", mode="w")
+        count = len(seen)
+        while len(seen) < count + 3:
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    assert set(seen) == {len(v1), len(v2)}
+    switch = seen.index(len(v2))
+    assert all(n == len(v1) for n in seen[:switch])
+    assert all(n == len(v2) for n in seen[switch:])
+    columns = _query(postgres_dsn, sql.SQL("SELECT * FROM {} LIMIT 0").format(view))
+    assert columns == []
+    with psycopg.connect(postgres_dsn) as con:
+        cur = con.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(view))
+        assert "extra" in [d.name for d in cur.description]
+    mem.delete(KEY)
+    regclass = f'"{schema}"."{view_name_for(KEY)}"'
+    assert _query(postgres_dsn, "SELECT to_regclass(%s)", (regclass,)) == [(None,)]
+    assert mem.tiers.backend("warm").version_paths() == []
+
+
+def test_same_columns_keep_dependent_views(mem: mg.Memory, postgres_dsn: str, schema: str) -> None:
+    mem.save(make_grid_layer(10), KEY, tier="warm")
+    view = sql.Identifier(schema, view_name_for(KEY))
+    user_view = sql.Identifier(schema, "users_view")
+    _query(postgres_dsn, sql.SQL("CREATE VIEW {} AS SELECT label FROM {}").format(user_view, view))
+    mem.save(make_grid_layer(12), KEY, tier="warm", mode="w")
+    assert _query(postgres_dsn, sql.SQL("SELECT count(*) FROM {}").format(user_view)) == [(12 * 3 + 2,)]
+    _query(postgres_dsn, sql.SQL("DROP VIEW {}").format(user_view))
+
+
+def test_a_foreign_relation_with_the_view_name_is_not_replaced(
+    mem: mg.Memory, postgres_dsn: str, schema: str
+) -> None:
+    mem.tiers.backend("warm").ensure_ready()
+    _query(postgres_dsn, sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(schema, "precious")))
+    with pytest.raises(mg.FormatError, match="already exists"):
+        mem.save(make_case("geometry-points"), "precious", tier="warm")
+    assert _query(postgres_dsn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "precious")))
+
+
+# -- hostile names ---------------------------------------------------------------------------
+
+
+def test_injection_looking_key_and_columns_are_stored_literally(
+    mem: mg.Memory, postgres_dsn: str, schema: str
+) -> None:
+    gdf = gpd.GeoDataFrame(
+        {
+            "select": [1, 2],
+            "order": ["a", "b"],
+            'x"); DROP TABLE memories_geo_tables; --': [1.5, 2.5],
+            "données été": ["é", "ü"],
+            "y" * 80: [True, False],
+        },
+        geometry=[Point(0, 0), Point(1, 1)],
+        crs="EPSG:4326",
+    )
+    mem.save(gdf, INJECTION_KEY, tier="warm")
+    back = mem.open(INJECTION_KEY)
+    assert_same_vector(gdf, back)
+    assert _query(postgres_dsn, sql.SQL("SELECT \"select\", \"order\" FROM {} ORDER BY 1").format(
+        sql.Identifier(schema, INJECTION_KEY))) == [(1, "a"), (2, "b")]
+    tables = {r[0] for r in _query(postgres_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = %s",
+                                   (schema,))}
+    assert {"memories_geo_tables", "memories_geo_views"} <= tables
+    expected = gdf[gdf["order"] == "b"].reset_index(drop=True)
+    assert_same_vector(expected, mem.open(INJECTION_KEY, where={"order": "b"}))
+
+
+# -- reading with pushdown ----------------------------------------------------------------------
+
+GRID_BOXES = {
+    "partial": (450_000.0, 5_050_000.0, 600_000.0, 5_250_000.0),
+    "small": (500_000.0, 5_100_000.0, 520_000.0, 5_120_000.0),
+    "everything": (0.0, 0.0, 1e7, 1e7),
+    "nothing": (0.0, 0.0, 1.0, 1.0),
+}
+
+
+@pytest.mark.parametrize("engine", ["adbc", "psycopg"])
+@pytest.mark.parametrize("name", list(GRID_BOXES))
+def test_bbox_returns_exactly_the_intersecting_rows(mem: mg.Memory, name: str, engine: str) -> None:
+    gdf = make_grid_layer(60)
+    mem.save(gdf, KEY, tier="warm")
+    box = GRID_BOXES[name]
+    mask = shapely.intersects(np.asarray(gdf.geometry.values._data), shapely.box(*box))
+    expected = gdf[mask]
+    if name == "partial":
+        assert 0 < len(expected) < len(gdf) - 2
+    if not mask.all():
+        expected = expected.reset_index(drop=True)
+    assert_same_vector(expected, mem.open(KEY, bbox=box, engine=engine))
+
+
+def test_bbox_excludes_geometries_whose_envelope_alone_intersects(mem: mg.Memory) -> None:
+    gdf = gpd.GeoDataFrame(
+        {"name": ["diagonal", "far", "inside"]},
+        geometry=[LineString([(0, 0), (10, 10)]), Point(50, 50), Point(9, 1)],
+        index=pd.Index(["d", "f", "i"], name="id"),
+        crs="EPSG:3857",
+    )
+    mem.save(gdf, KEY, tier="warm")
+    assert_same_vector(gdf.loc[["i"]], mem.open(KEY, bbox=(8, 0, 10, 2)))
+
+
+def test_bbox_is_validated(mem: mg.Memory) -> None:
+    mem.save(make_grid_layer(5), KEY, tier="warm")
+    with pytest.raises(ValueError, match="minx <= maxx"):
+        mem.open(KEY, bbox=(10, 0, 0, 10))
+    with pytest.raises(ValueError, match="4 finite numbers"):
+        mem.open(KEY, bbox=(0, 0, 1))
+
+
+def test_columns_reads_only_those_columns(mem: mg.Memory) -> None:
+    gdf = _floor_ns(attributes_frame())
+    gdf.index = pd.Index(list("vwxyz"), name="code")
+    mem.save(gdf, KEY, tier="warm")
+    back = mem.open(KEY, columns=["unicode", "datetime_paris", "geometry"])
+    assert_same_vector(gdf[["unicode", "datetime_paris", "geometry"]], back)
+    assert list(mem.open(KEY, columns=["int64"]).columns) == ["int64", "geometry"]
+    with pytest.raises(ValueError, match="unknown column"):
+        mem.open(KEY, columns=["nope"])
+
+
+@pytest.mark.parametrize("engine", ["adbc", "psycopg"])
+def test_where_bbox_and_columns_together(mem: mg.Memory, engine: str) -> None:
+    gdf = make_grid_layer(40)
+    gdf["kind"] = np.where(np.arange(len(gdf)) % 3 == 0, "a", "b")
+    gdf.loc[5, "kind"] = None
+    mem.save(gdf, KEY, tier="warm")
+    box = GRID_BOXES["partial"]
+    inside = gdf.intersects(shapely.box(*box))
+    expected = gdf[inside & (gdf["kind"] == "a")][["label", "geometry"]].reset_index(drop=True)
+    got = mem.open(KEY, bbox=box, columns=["label", "geometry"], where={"kind": "a"}, engine=engine)
+    assert_same_vector(expected, got)
+    assert_same_vector(gdf[gdf["kind"].isna()].reset_index(drop=True), mem.open(KEY, where={"kind": None}))
+    labels = ["f1", "f7", "nope"]
+    assert_same_vector(
+        gdf[gdf["label"].isin(labels)].reset_index(drop=True), mem.open(KEY, where={"label": labels})
+    )
+    composed = sql.SQL("{} >= {}").format(sql.Identifier("value"), sql.Literal(50.0))
+    assert_same_vector(gdf[gdf["value"] >= 50].reset_index(drop=True), mem.open(KEY, where=composed))
+
+
+def test_where_refuses_raw_sql_and_unknown_columns(mem: mg.Memory) -> None:
+    mem.save(make_grid_layer(5), KEY, tier="warm")
+    with pytest.raises(TypeError, match="raw SQL strings are refused"):
+        mem.open(KEY, where="value > 1; DROP TABLE x")
+    with pytest.raises(ValueError, match="unknown column"):
+        mem.open(KEY, where={"value; --": 1})
+    hostile = "x' OR '1'='1"
+    assert len(mem.open(KEY, where={"label": hostile})) == 0
+    with pytest.raises(TypeError, match="chunks"):
+        mem.open(KEY, chunks={})
+
+
+# -- appending ------------------------------------------------------------------------------------
+
+
+def test_mode_a_appends_server_side_and_keeps_v1(mem: mg.Memory) -> None:
+    first = make_grid_layer(10)
+    second = make_grid_layer(10).iloc[:7].reset_index(drop=True)
+    second["value"] += 1000
+    v1 = mem.save(first, KEY, tier="warm")
+    v2 = mem.save(second, KEY, mode="a")
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.format == "postgis"
+    assert_same_vector(pd.concat([first, second], ignore_index=True), mem.open(KEY))
+    assert_same_vector(first, mem.open(KEY, version=1))
+    assert v2.shape == {"rows": len(first) + len(second)}
+    assert v2.bbox == pytest.approx(mem.info(KEY).bbox)
+    full = vector_footprint(pd.concat([first, second], ignore_index=True))
+    assert v2.native_bbox == pytest.approx(full.native_bbox)
+    mem.verify(KEY, all_versions=True)
+
+
+def test_mode_a_keeps_labelled_indexes_and_widens_the_typmod(mem: mg.Memory, postgres_dsn: str) -> None:
+    first = make_case("index-string")
+    second = gpd.GeoDataFrame(
+        {"id": [10]}, geometry=[LineString([(0, 0), (1, 1)])], crs="EPSG:4326",
+        index=pd.Index(["new"], name="code"),
+    )
+    mem.save(first, KEY, tier="warm")
+    mem.save(second, KEY, mode="a")
+    assert_same_vector(pd.concat([first, second]), mem.open(KEY))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [("drop_column", "columns differ"), ("crs", "reproject"), ("dtype", "column types would change")],
+)
+def test_mode_a_refuses_incompatible_rows(mem: mg.Memory, change: str, message: str) -> None:
+    first = make_grid_layer(5)
+    mem.save(first, KEY, tier="warm")
+    other = first.copy()
+    if change == "drop_column":
+        other = other.drop(columns="label")
+    elif change == "crs":
+        other = other.to_crs("EPSG:4326")
+    else:
+        other["label"] = np.arange(len(other))
+    with pytest.raises(UnsupportedObjectError, match=message):
+        mem.save(other, KEY, mode="a")
+    assert [e.version for e in mem.versions(KEY)] == [1]
+    assert len(mem.tiers.backend("warm").version_paths()) == 1
+
+
+# -- credentials and recovery ----------------------------------------------------------------------
+
+
+def test_password_never_shown(
+    tmp_path: Path, postgres_dsn: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    password = f"S3cr3t-{uuid.uuid4().hex}"
+    _query(postgres_dsn, sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+        sql.Identifier(role), sql.Literal(password)))
+    base = postgres_dsn.split("://", 1)[1].split("@", 1)[1]
+    dsn = f"postgresql://{role}:{password}@{base}"
+    caplog.set_level(logging.DEBUG)
+    mem = _memory(tmp_path, dsn, schema)
+    entry = mem.save(make_case("geometry-points"), KEY, tier="warm")
+    opened = mem.open(KEY)
+    shown = [repr(entry), entry.uri, repr(mem.tiers.backend("warm")), entry._repr_html_(), mem._repr_html_(),
+             repr(mem.tiers.tier_config("warm")), caplog.text, str(mem.ls()), str(mem.search())]
+    assert all(password not in text for text in shown)
+    assert password.encode() not in Path(mem.catalog.path).read_bytes()
+    assert len(opened) == 4
+    with_option = _memory(tmp_path / "b", f"postgresql://{role}@{base}", schema, password=password)
+    assert_same_vector(make_case("geometry-points"), opened)
+    entry2 = with_option.save(make_case("geometry-points"), KEY + "2", tier="warm")
+    assert password not in repr(entry2) + entry2.uri + repr(with_option.tiers.backend("warm"))
+
+
+def test_recover_drops_orphan_tables(mem: mg.Memory, postgres_dsn: str, schema: str) -> None:
+    import sqlite3
+
+    from memories_geo.formats.base import WriteOptions
+
+    entry = mem.save(make_case("geometry-points"), KEY, tier="warm")
+    backend = mem.tiers.backend("warm")
+    fmt = get_format("postgis")
+    staged = mem.catalog.stage(
+        key=KEY, version_id="orphan-1", tier="warm", format="postgis", kind="vector",
+        path=f"{KEY}/@v/orphan-1", uri="x",
+    )
+    fmt.write(make_case("geometry-points"), Location(backend, f"{KEY}/@v/orphan-1"), WriteOptions())
+    with sqlite3.connect(mem.catalog.path) as con:  # the writer of this staged row is gone
+        con.execute("UPDATE versions SET writer = 'host-that-is-gone:1' WHERE id = ?", (staged.pk,))
+    fmt.write(make_case("geometry-points"), Location(backend, "stray/@v/never-staged"), WriteOptions())
+    orphans = [backend.table_for(f"{KEY}/@v/orphan-1"), backend.table_for("stray/@v/never-staged")]
+    removed = mem.recover()
+    assert len(removed) == 2
+    assert backend.version_paths() == [entry.path]
+    assert mem.catalog.staged_versions() == []
+    remaining = {r[0] for r in _query(postgres_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = %s",
+                                      (schema,))}
+    assert not remaining & set(orphans)
+    assert_same_vector(make_case("geometry-points"), mem.open(KEY))
+    assert mem.recover() == []
+
+
+def test_failed_write_leaves_nothing(mem: mg.Memory) -> None:
+    gdf = make_case("geometry-points")
+    gdf["bad"] = [pd.Timedelta(1), pd.Timedelta(2), pd.Timedelta(3), pd.Timedelta(4)]
+    with pytest.raises(UnsupportedObjectError, match="bad"):
+        mem.save(gdf, KEY, tier="warm")
+    assert mem.tiers.backend("warm").version_paths() == []
+    assert mem.catalog.staged_versions() == []
+
+
+def test_memory_repr_hides_the_password(tmp_path: Path, schema: str) -> None:
+    mem = _memory(tmp_path, "postgresql://someone:hunter2-secret@127.0.0.1:1/db", schema)
+    assert "hunter2-secret" not in repr(mem)
