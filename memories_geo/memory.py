@@ -129,7 +129,9 @@ class Memory:
         encoding : mapping, optional
             Per-variable encoding for xarray objects, as in ``to_zarr``.
         append_dim : str, optional
-            Dimension to append along, with ``mode="a"``.
+            Dimension to append along, with ``mode="a"``. Zarr also takes ``region=``
+            (a dict of slices, or ``"auto"``) with ``mode="a"`` to overwrite part of
+            the array in a new version.
         compression : {"fast", "medium", "high", "maximum"}, optional
             Override the tier's compression level.
         attrs : mapping, optional
@@ -170,8 +172,8 @@ class Memory:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         obj = without_source(obj)
         kind = detect_kind(obj)
-        if mode == "a" and append_dim is None and kind is Kind.RASTER:
-            raise ValueError("mode='a' needs append_dim= (the dimension to append along)")
+        if mode == "a" and append_dim is None and kind is Kind.RASTER and "region" not in format_kwargs:
+            raise ValueError("mode='a' needs append_dim= (or region=) for rasters")
         if key is None:
             key = generate_key(_name_hint(obj), kind.value)
         key = validate_key(key)
@@ -199,7 +201,9 @@ class Memory:
             extra=dict(format_kwargs),
         )
         version_id = _new_version_id()
-        path = posixpath.join(key, VERSIONS_DIR, version_id + fmt.extension)
+        extension_for = getattr(fmt, "extension_for", None)
+        extension = extension_for(options) if extension_for is not None else fmt.extension
+        path = posixpath.join(key, VERSIONS_DIR, version_id + extension)
         location = Location(backend, path)
         staged = self.catalog.stage(
             key=key, version_id=version_id, tier=tier, format=fmt.name, kind=kind.value,

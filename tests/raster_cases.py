@@ -187,6 +187,30 @@ def datatree() -> xr.DataTree:
     return xr.DataTree.from_dict({"/": root, "/a": time_coordinate(), "/b/c": integers()})
 
 
+def large_time_series(nt: int = 24, ny: int = 256, nx: int = 512, chunks: dict | None = None) -> xr.Dataset:
+    """A seeded float32 (time, y, x) raster of a few MiB, optionally dask-chunked."""
+    rng = np.random.default_rng(42)
+    grid = _grid(ny, nx)
+    data = rng.standard_normal((nt, ny, nx), dtype="float32")
+    time = pd.date_range("2024-01-01", periods=nt, freq="h")
+    ds = with_crs(xr.Dataset({"t2m": (("time", "y", "x"), data)}, coords={"time": time, **grid}))
+    return ds.chunk(chunks) if chunks else ds
+
+
+def nodata_float() -> xr.DataArray:
+    """A rioxarray-style float band with a non-NaN nodata in ``attrs`` and a NaN pixel."""
+    values = np.arange(12, dtype="float32").reshape(1, 3, 4)
+    values[0, 0, 0] = -3.4e38
+    values[0, 2, 3] = np.nan
+    da = xr.DataArray(
+        values,
+        dims=("band", "y", "x"),
+        coords={"band": [1], **_grid()},
+        attrs={"_FillValue": np.float32(-3.4e38), "scale_factor": 1.0, "add_offset": 0.0},
+    )
+    return with_crs(da)
+
+
 #: Name -> factory of every synthetic case.
 CASES: dict[str, Callable[[], xr.Dataset | xr.DataArray | xr.DataTree]] = {
     "float32_nan": float32_nan,
@@ -205,4 +229,6 @@ CASES: dict[str, Callable[[], xr.Dataset | xr.DataArray | xr.DataTree]] = {
     "dataarray_unnamed": dataarray_unnamed,
     "dataarray_chunked": dataarray_chunked,
     "datatree": datatree,
+    "nodata_float": nodata_float,
 }
+

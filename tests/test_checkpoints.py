@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,9 +138,9 @@ def test_corruption_is_named_and_restore_refuses(mem, ds, damage):
     mem.save(_gdf(5, 9), "pts", mode="w")
     target = max(_files(mem, "era5"), key=os.path.getsize)
     if damage == "flip":
-        data = bytearray(open(target, "rb").read())
+        data = bytearray(Path(target).read_bytes())
         data[len(data) // 3] ^= 0x5A
-        open(target, "wb").write(bytes(data))
+        Path(target).write_bytes(bytes(data))
     elif damage == "truncate":
         with open(target, "r+b") as f:
             f.truncate(os.path.getsize(target) // 2)
@@ -161,10 +162,10 @@ def test_quick_validation_skips_unchanged_versions_but_catches_rewrites(mem, ds)
     cp = mem.checkpoints.save("q")
     mem.checkpoints.verify(cp.id, validate=True)
     target = max(_files(mem, "era5"), key=os.path.getsize)
-    data = bytearray(open(target, "rb").read())
+    data = bytearray(Path(target).read_bytes())
     data[10] ^= 1
     time.sleep(0.01)
-    open(target, "wb").write(bytes(data))
+    Path(target).write_bytes(bytes(data))
     with pytest.raises(mg.ChecksumMismatchError):
         mem.checkpoints.verify(cp.id, validate=True)
 
@@ -253,7 +254,8 @@ def test_rebuild_a_corrupt_catalog_from_version_records(tmp_path, ds):
     with pytest.raises(mg.CatalogCorruptError, match="rebuild_catalog"):
         mg.Memory(home)
     report = mg.RecoveryManager(storage=home).rebuild_catalog()
-    assert report["moved_aside"] and os.path.exists(report["moved_aside"])
+    assert report["moved_aside"]
+    assert os.path.exists(report["moved_aside"])
     assert report["keys"] == 2
     rebuilt = mg.Memory(home)
     assert_geodataframe_equal(rebuilt.open("a"), a2)
@@ -286,7 +288,7 @@ def test_auto_persistence_rotates_and_survives_failures(mem):
     store = mem.checkpoints.store
     blocker = store.full_path("@checkpoints")
     shutil.rmtree(blocker)
-    open(blocker, "w").write("not a directory")
+    Path(blocker).write_text("not a directory")
     mem.save(_gdf(3, 99), "k-fail")
     with auto:
         deadline = time.monotonic() + 10

@@ -382,3 +382,268 @@ def test_importing_the_format_module_does_not_import_zarr() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "[]"
+
+
+# -- chunk layout --------------------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+def _chunk_bytes(array: Any) -> int:
+    return math.prod(array.chunks) * array.dtype.itemsize
+
+
+def test_chunks_of_numpy_rasters_favour_full_spatial_planes() -> None:
+    from memories_geo.formats.zarr import choose_chunks
+
+    xy = ("x", "y")
+    assert choose_chunks((365, 256, 256), 4, ("time", "y", "x"), spatial=xy) == ((16, 256, 256), None)
+    assert choose_chunks((10, 4096, 4096), 4, ("time", "y", "x"), spatial=xy) == ((1, 1024, 1024), None)
+    assert choose_chunks((3, 100, 200_000), 1, ("band", "y", "x"), spatial=xy)[0] == (1, 100, 41_728)
+    assert choose_chunks((5, 2, 3), 8, ("time", "y", "x"), spatial=xy) == ((5, 2, 3), None)
+
+
+def test_chunks_follow_dask_chunks_in_range_divide_large_and_merge_small() -> None:
+    from memories_geo.formats.zarr import choose_chunks
+
+    dims, xy = ("time", "y", "x"), ("x", "y")
+    in_range = ((1,) * 100, (1024,) * 2, (1024,) * 2)
+    assert choose_chunks((100, 2048, 2048), 4, dims, spatial=xy, dask_chunks=in_range) == (
+        (1, 1024, 1024),
+        None,
+    )
+    large = ((10,) * 10, (2048,), (2048,))
+    zarr_chunks, rechunk = choose_chunks((100, 2048, 2048), 4, dims, spatial=xy, dask_chunks=large)
+    assert rechunk is None
+    assert all(have % z == 0 for have, z in zip((10, 2048, 2048), zarr_chunks, strict=True))
+    assert MiB <= math.prod(zarr_chunks) * 4 <= 8 * MiB
+    small = ((1,) * 100, (64,) * 32, (64,) * 32)
+    zarr_chunks, rechunk = choose_chunks((100, 2048, 2048), 4, dims, spatial=xy, dask_chunks=small)
+    assert zarr_chunks == rechunk == (1, 1024, 1024)
+    irregular = ((1,) * 100, (1000, 1048), (2048,))
+    zarr_chunks, rechunk = choose_chunks((100, 2048, 2048), 4, dims, spatial=xy, dask_chunks=irregular)
+    assert zarr_chunks == rechunk == (1, 1024, 1024)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        (None, (8, 256, 512)),
+        ({"time": 1, "y": 32, "x": 32}, (8, 256, 512)),
+        ({"time": 12, "y": 256, "x": 512}, (12, 256, 512)),
+    ],
+    ids=["numpy", "tiny-dask", "dask-in-range"],
+)
+def test_stored_chunks_are_chosen_and_open_matches_them(
+    mem: mg.Memory, chunks: dict | None, expected: tuple[int, ...]
+) -> None:
+    import zarr
+
+    ds = rc.large_time_series(chunks=chunks)
+    mem.save(ds, "layout", format="zarr", compression="medium")
+    array = zarr.open_group(_store_path(mem, "layout"), mode="r")["t2m"]
+    assert array.chunks == expected
+    assert MiB <= _chunk_bytes(array) <= 8 * MiB
+    opened = mem.open("layout")
+    assert opened["t2m"].chunks == tuple(
+        tuple(min(c, n - i) for i in range(0, n, c)) for c, n in zip(expected, ds["t2m"].shape, strict=True)
+    )
+    xr.testing.assert_identical(ds, opened)
+
+
+def test_explicit_chunks_win_and_dask_data_is_aligned_to_them(mem: mg.Memory) -> None:
+    import zarr
+
+    ds = rc.large_time_series(chunks={"time": 5, "y": 100, "x": 100})
+    mem.save(ds, "explicit", format="zarr", encoding={"t2m": {"chunks": (4, 128, 128)}})
+    array = zarr.open_group(_store_path(mem, "explicit"), mode="r")["t2m"]
+    assert array.chunks == (4, 128, 128)
+    xr.testing.assert_identical(ds, mem.open("explicit"))
+
+
+def test_glacier_level_shards_into_few_objects(mem: mg.Memory) -> None:
+    import zarr
+
+    ds = rc.large_time_series(nt=48)
+    mem.save(ds, "archive", format="zarr", compression="maximum")
+    array = zarr.open_group(_store_path(mem, "archive"), mode="r")["t2m"]
+    assert array.shards is not None
+    assert array.shards[0] > array.chunks[0]
+    files = list((Path(_store_path(mem, "archive")) / "t2m" / "c").rglob("*"))
+    assert len([f for f in files if f.is_file()]) < 48 * 256 * 512 * 4 // _chunk_bytes(array)
+    xr.testing.assert_identical(ds, mem.open("archive"))
+
+
+# -- appends share unchanged chunk files ---------------------------------------------------
+
+
+def test_append_hard_links_unchanged_chunks_and_copies_rewritten_ones(mem: mg.Memory) -> None:
+    import zarr
+
+    full = rc.large_time_series(nt=40)
+    first, second = full.isel(time=slice(0, 30)), full.isel(time=slice(30, None))
+    mem.save(first, "append/big", format="zarr", compression="medium")
+    v1 = Path(_store_path(mem, "append/big"))
+    mem.save(second, "append/big", mode="a", append_dim="time")
+    v2 = Path(_store_path(mem, "append/big"))
+    array = zarr.open_group(str(v2), mode="r")["t2m"]
+    assert array.chunks[0] == 8
+    full_chunk = ("t2m", "c", "2", "0", "0")
+    partial_chunk = ("t2m", "c", "3", "0", "0")
+    assert v2.joinpath(*full_chunk).stat().st_ino == v1.joinpath(*full_chunk).stat().st_ino
+    assert v2.joinpath(*partial_chunk).stat().st_ino != v1.joinpath(*partial_chunk).stat().st_ino
+    assert (v2 / "zarr.json").stat().st_ino != (v1 / "zarr.json").stat().st_ino
+    mem.verify("append/big", all_versions=True)
+    xr.testing.assert_identical(first, mem.open("append/big", version=1))
+    xr.testing.assert_identical(full, mem.open("append/big"))
+
+
+def test_consolidated_metadata_shows_the_appended_shape(mem: mg.Memory) -> None:
+    import zarr
+
+    full = rc.time_coordinate()
+    mem.save(full.isel(time=[0]), "append/meta", format="zarr")
+    mem.save(full.isel(time=[1, 2]), "append/meta", mode="a", append_dim="time")
+    group = zarr.open_consolidated(_store_path(mem, "append/meta"), zarr_format=3)
+    assert group["t2m"].shape == (3, 3, 4)
+    assert group.metadata.consolidated_metadata.metadata["t2m"].shape == (3, 3, 4)
+
+
+def test_append_of_sharded_archive_keeps_v1_intact(mem: mg.Memory) -> None:
+    full = rc.large_time_series(nt=40)
+    mem.save(full.isel(time=slice(0, 30)), "append/glacier", format="zarr", compression="maximum")
+    mem.save(full.isel(time=slice(30, None)), "append/glacier", mode="a", append_dim="time")
+    mem.verify("append/glacier", all_versions=True)
+    xr.testing.assert_identical(full.isel(time=slice(0, 30)), mem.open("append/glacier", version=1))
+    xr.testing.assert_identical(full, mem.open("append/glacier"))
+
+
+def test_append_on_an_object_store_copies_server_side(tmp_path: Path) -> None:
+    config = mg.StorageConfig.embedded(tmp_path / "memories")
+    remote = mg.TierConfig(url=f"memory://mg-{uuid.uuid4().hex}/remote")
+    memory = mg.Memory(replace(config, tiers={**config.tiers, "remote": remote}))
+    full = rc.large_time_series(nt=20, ny=64, nx=64)
+    memory.save(full.isel(time=slice(0, 12)), "append/remote", format="zarr", tier="remote")
+    memory.save(full.isel(time=slice(12, None)), "append/remote", mode="a", append_dim="time")
+    memory.verify("append/remote", all_versions=True)
+    xr.testing.assert_identical(full, memory.open("append/remote"))
+
+
+# -- region writes -------------------------------------------------------------------------
+
+
+def _region_write(mem: mg.Memory, key: str, part: Any, region: Any) -> tuple[Any, Any]:
+    from memories_geo.backends.base import Location
+    from memories_geo.formats.base import WriteOptions
+    from memories_geo.formats.zarr import ZarrFormat
+
+    entry = mem.info(key)
+    backend = mem.tiers.backend(entry.tier)
+    target = Location(backend, entry.path.replace(".zarr", "-region.zarr"))
+    options = WriteOptions(mode="a", previous=Location(backend, entry.path), extra={"region": region})
+    fmt = ZarrFormat()
+    result = fmt.write(part, target, options)
+    return fmt.open(target, result.object_info), target
+
+
+@pytest.mark.parametrize("region", ["auto", {"time": slice(5, 9)}], ids=["auto", "slices"])
+def test_region_write_makes_a_new_version_and_keeps_the_old(mem: mg.Memory, region: Any) -> None:
+    full = rc.large_time_series(nt=20)
+    mem.save(full, "region/t2m", format="zarr", compression="medium")
+    part = full.isel(time=slice(5, 9)).copy(deep=True)
+    part["t2m"] = part["t2m"] + 100
+    written, _ = _region_write(mem, "region/t2m", part.chunk({"time": 2}), region)
+    expected = full.copy(deep=True)
+    expected["t2m"][5:9] = part["t2m"].values
+    xr.testing.assert_identical(expected, written)
+    mem.verify("region/t2m")
+    xr.testing.assert_identical(full, mem.open("region/t2m"))
+
+
+def test_region_outside_the_store_raises(mem: mg.Memory) -> None:
+    full = rc.time_coordinate()
+    mem.save(full.isel(time=[0, 1]), "region/bad", format="zarr")
+    with pytest.raises(mg.FormatError, match="contiguous"):
+        _region_write(mem, "region/bad", full.isel(time=[2]), "auto")
+
+
+def test_region_write_through_memory_save(mem: mg.Memory) -> None:
+    full = rc.time_coordinate()
+    mem.save(full, "region/mem", format="zarr")
+    part = full.isel(time=[1]) * 2
+    entry = mem.save(part, "region/mem", mode="a", region="auto")
+    assert entry.version == 2
+    expected = full.copy(deep=True)
+    expected["t2m"][1] = part["t2m"][0].values
+    xr.testing.assert_identical(expected, mem.open("region/mem"))
+
+
+# -- what other readers see ----------------------------------------------------------------
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", SHARED_CASES)
+def test_plain_xarray_and_rioxarray_read_crs_and_transform(mem: mg.Memory, name: str) -> None:
+    import rioxarray  # noqa: F401
+
+    original = rc.open_shared_raster(name)
+    mem.save(original, "plain/raster", format="zarr")
+    plain = xr.open_zarr(_store_path(mem, "plain/raster"))
+    assert "spatial_ref" in plain.coords
+    assert plain.rio.crs == original.rio.crs
+    assert plain.rio.transform() == original.rio.transform()
+    assert plain.attrs["spatial:transform"] == pytest.approx(list(original.rio.transform())[:6], rel=1e-9)
+    if original.rio.crs is not None and original.rio.crs.to_epsg() is not None:
+        assert plain.attrs["proj:code"] == f"EPSG:{original.rio.crs.to_epsg()}"
+    xr.testing.assert_identical(original, mem.open("plain/raster"))
+
+
+@pytest.mark.parametrize("case", ["nodata_float", "cf_coder_attrs"])
+def test_nodata_is_the_zarr_fill_value_for_other_readers(mem: mg.Memory, case: str) -> None:
+    import zarr
+
+    original = rc.CASES[case]()
+    mem.save(original, "nodata", format="zarr")
+    group = zarr.open_group(_store_path(mem, "nodata"), mode="r")
+    name = DATAARRAY_VARIABLE if case == "nodata_float" else "v"
+    assert group[name].fill_value == (original if case == "nodata_float" else original[name]).attrs[
+        "_FillValue"
+    ]
+    assert "_FillValue" not in group[name].attrs
+    xr.testing.assert_identical(original, mem.open("nodata"))
+
+
+# -- dask: delayed writes and distributed --------------------------------------------------
+
+
+def test_compute_false_writes_metadata_now_and_chunks_on_compute(mem: mg.Memory) -> None:
+    import zarr
+
+    ds = rc.large_time_series(chunks={"time": 8})
+    delayed = mem.save(ds, "delayed", format="zarr", compute=False)
+    stores = list(Path(mem.tiers.backend("hot").full_path("delayed")).rglob("*.zarr"))
+    assert len(stores) == 1
+    array = zarr.open_group(str(stores[0]), mode="r")["t2m"]
+    assert array.nchunks_initialized == 0
+    with pytest.raises(mg.KeyNotFoundError):
+        mem.open("delayed")
+    entry = delayed.compute()
+    assert entry.size_bytes > ds["t2m"].nbytes // 2
+    mem.verify("delayed")
+    xr.testing.assert_identical(ds, mem.open("delayed"))
+
+
+def test_memory_pickles_and_saves_on_a_distributed_cluster(tmp_path: Path) -> None:
+    import pickle
+
+    distributed = pytest.importorskip("distributed")
+    memory = pickle.loads(pickle.dumps(mg.Memory(mg.StorageConfig.embedded(tmp_path / "memories"))))
+    ds = rc.large_time_series(chunks={"time": 8})
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+        as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        entry = client.compute(memory.save(ds, "dist", format="zarr", compute=False)).result()
+    assert entry.version == 1
+    xr.testing.assert_identical(ds, memory.open("dist"))

@@ -22,11 +22,16 @@ from shapely.geometry import (
 __all__ = [
     "CRS_CASES",
     "GEOMETRY_CASES",
+    "LARGE_ROWS",
     "VECTOR_CASES",
     "attributes_frame",
     "make_case",
     "make_grid_layer",
+    "make_large_points",
 ]
+
+#: Rows of the "large" cases: more than one GeoParquet row group (32,768 rows).
+LARGE_ROWS = 33_000
 
 #: A transverse Mercator centred on Paris, given as a PROJ string: no EPSG code matches it.
 CUSTOM_PROJ = (
@@ -267,6 +272,30 @@ def make_grid_layer(n: int = 20, crs: str = "EPSG:32631") -> gpd.GeoDataFrame:
         },
         geometry=geoms,
         crs=crs,
+    )
+
+
+def make_large_points(n: int = LARGE_ROWS, seed: int = 7) -> gpd.GeoDataFrame:
+    """Random points (some missing or empty) with an offset, named RangeIndex.
+
+    Big enough that formats which lay out large layers differently (sorted,
+    split in row groups) use that layout.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-5, 10, n)
+    y = rng.uniform(40, 52, n)
+    geoms = np.array([Point(a, b) for a, b in zip(x, y, strict=True)], dtype=object)
+    geoms[::997] = None
+    geoms[5::1499] = Point()
+    return gpd.GeoDataFrame(
+        {
+            "value": rng.normal(size=n),
+            "count": rng.integers(0, 1000, n).astype("int32"),
+            "name": [f"p{i}" for i in range(n)],
+        },
+        geometry=list(geoms),
+        index=pd.RangeIndex(100, 100 + 3 * n, 3, name="fid"),
+        crs="EPSG:4326",
     )
 
 

@@ -87,7 +87,8 @@ class Format(Protocol):
 
     Formats that expose a stable name outside memories_geo (a database view named after
     the key) may also define ``publish(location, key)``, called after each commit, and
-    ``unpublish(backend, key)``, called when the key is deleted.
+    ``unpublish(backend, key)``, called when the key is deleted. A format whose file name
+    depends on the options (``.geojson.gz``) may define ``extension_for(options) -> str``.
     """
 
     name: ClassVar[str]
