@@ -34,6 +34,11 @@ class FileBackend:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self.storage_options = dict(storage_options or {})
+        if "://" in url and not url.startswith(("file://", "memory://")):
+            # A cached listing goes stale when another writer (or zarr's own store
+            # instance) adds objects; consolidated metadata and manifests built from a
+            # stale listing would miss data, so object stores list afresh by default.
+            self.storage_options.setdefault("use_listings_cache", False)
 
     @cached_property
     def _fs_and_root(self) -> tuple[AbstractFileSystem, str]:
