@@ -9,6 +9,7 @@ the backup is complete there.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import posixpath
@@ -18,11 +19,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from memories_geo.backends.base import Location
 from memories_geo.catalog import CheckpointRow, utc_now
 from memories_geo.errors import CheckpointNotFoundError, ChecksumMismatchError, KeyNotFoundError
 from memories_geo.events import emit
+from memories_geo.formats.base import WriteOptions
 from memories_geo.integrity import Manifest, hash_bytes, verify_manifest
 from memories_geo.records import record_path
+from memories_geo.types import CompressionLevel
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["CheckpointDiff", "CheckpointInfo", "CheckpointList", "CheckpointManager"]
 
 CHECKPOINT_DIR = "@checkpoints"
+#: Suffix of the GeoParquet export that backs up a database version.
+_TABLE_EXPORT = ".table.parquet"
 MANIFEST_FORMAT = "memories_geo.checkpoint/1"
 Validate = bool | Literal["full"]
 
@@ -267,6 +273,8 @@ class CheckpointManager:
     def _backup_has(self, entry: Entry) -> bool:
         """A backup copy with the right files and sizes is taken as present (copies are verified)."""
         assert self.backup is not None
+        if self.memory.tiers.backend(entry.tier).is_database:
+            return bool(self.backup.exists(self._backup_path(entry) + _TABLE_EXPORT))
         manifest = self.memory.catalog.manifest(entry)
         root = self.backup.full_path(self._backup_path(entry))
         fs = self.backup.fs
@@ -281,6 +289,7 @@ class CheckpointManager:
         assert self.backup is not None
         source = self.memory.tiers.backend(entry.tier)
         if source.is_database:
+            self._export_table(entry)
             return
         manifest = self.memory.catalog.manifest(entry)
         _copy_tree(source, entry.path, self.backup, self._backup_path(entry), manifest)
@@ -291,10 +300,46 @@ class CheckpointManager:
         if source.exists(rec):
             self.backup.write_bytes(record_path(self._backup_path(entry)), source.read_bytes(rec))
 
+    def _export_table(self, entry: Entry) -> None:
+        """Back up a database version as GeoParquet, proven by a full round trip through it."""
+        assert self.backup is not None
+        from memories_geo.formats.registry import get_format
+
+        obj = get_format(entry.format).open(self.memory._location(entry), entry.object_info)
+        target = Location(self.backup, self._backup_path(entry) + _TABLE_EXPORT)
+        get_format("geoparquet").write(obj, target, WriteOptions(mode="w", compression=CompressionLevel.HIGH))
+
+    def _import_table(self, entry: Entry) -> None:
+        """Re-create a database version from its GeoParquet backup; the table digest must match."""
+        assert self.backup is not None
+        from memories_geo.formats.registry import get_format
+
+        source = Location(self.backup, self._backup_path(entry) + _TABLE_EXPORT)
+        obj = get_format("geoparquet").open(source, {"type": entry.object_info.get("type", "GeoDataFrame")})
+        fmt = get_format(entry.format)
+        location = self.memory._location(entry)
+        unpublish = getattr(fmt, "unpublish", None)
+        if unpublish is not None:
+            unpublish(location.backend, entry.key)
+        fmt.delete(location)
+        result = fmt.write(obj, location, WriteOptions(mode="w"))
+        if result.manifest.checksum != entry.checksum:
+            fmt.delete(location)
+            raise ChecksumMismatchError(
+                f"re-created table of {entry.key} v{entry.version} differs from the original",
+                [f"{entry.key} v{entry.version}: table digest {result.manifest.checksum} "
+                 f"!= {entry.checksum}"],
+            )
+        with contextlib.suppress(KeyNotFoundError):
+            self.memory._publish(self.memory.catalog.current(entry.key))
+
     def restore_from_backup(self, entry: Entry) -> None:
         """Copy one version back from the backup store to its tier, verified."""
         if self.backup is None:
             raise CheckpointNotFoundError("no backup store is configured")
+        if self.memory.tiers.backend(entry.tier).is_database:
+            self._import_table(entry)
+            return
         manifest = self.memory.catalog.manifest(entry)
         target = self.memory.tiers.backend(entry.tier)
         if target.exists(entry.path):

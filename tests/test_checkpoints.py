@@ -357,3 +357,37 @@ def test_cli_checkpoint_commands(tmp_path, capsys):
     assert main(["--config", home, "recover", "--rebuild-catalog"]) == 0
     assert "catalog rebuilt" in capsys.readouterr().out
     assert main(["--config", home, "checkpoint", "restore", "nope"]) == 2
+
+
+@pytest.mark.postgres
+def test_postgis_tables_are_checkpointed_backed_up_and_repaired(tmp_path, postgres_dsn):
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    schema = f"cp_{uuid.uuid4().hex[:10]}"
+    config = mg.StorageConfig.from_dict({
+        "home": str(tmp_path / "home"),
+        "tiers": {"warm": {"url": postgres_dsn, "storage_options": {"schema": schema}}},
+    })
+    mem = mg.Memory(config)
+    layer = _gdf(200, 7)
+    entry = mem.save(layer, "fields", tier="warm")
+    assert entry.format == "postgis"
+    persistence = mg.MemoryPersistence(mem, backup_storage=tmp_path / "backup")
+    cp = persistence.checkpoints.save("nightly")
+    assert cp.backed_up
+    assert any(p.name.endswith(".table.parquet") for p in (tmp_path / "backup").rglob("*"))
+    backend = mem.tiers.backend("warm")
+    table = backend.table_for(entry.path)
+    with backend.connection() as con:
+        con.execute(sql.SQL("DELETE FROM {} WHERE ctid IN (SELECT ctid FROM {} LIMIT 5)").format(
+            backend.identifier(table), backend.identifier(table)))
+    with pytest.raises(mg.ChecksumMismatchError):
+        mem.verify("fields")
+    persistence.checkpoints.restore(cp.id, validate=True)
+    mem.verify("fields")
+    assert_geodataframe_equal(mem.open("fields"), layer)
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
