@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 __all__ = [
-    "ALGORITHM", "FileDigest", "Manifest", "build_manifest", "hash_bytes", "stat_fingerprint",
+    "ALGORITHM", "FileDigest", "Manifest", "build_manifest", "compare_manifests", "hash_bytes",
+    "stat_fingerprint",
     "verify_manifest",
 ]
 
@@ -198,17 +199,22 @@ def verify_manifest_stat(
     if not fs.exists(root):
         return [f"{root}: missing (the whole version is gone)"], None
     actual = build_manifest(fs, root, max_workers=max_workers)
+    return compare_manifests(manifest, actual), actual.stat
+
+
+def compare_manifests(expected: Manifest, actual: Manifest) -> list[str]:
+    """One line per difference: missing, resized, changed or unexpected entry."""
     problems = []
-    for path, expected in sorted(manifest.files.items()):
+    for path, want in sorted(expected.files.items()):
         got = actual.files.get(path)
         if got is None:
             problems.append(f"{path}: missing")
-        elif got.size != expected.size:
-            problems.append(f"{path}: size {got.size} != expected {expected.size}")
-        elif got.digest != expected.digest:
+        elif got.size != want.size:
+            problems.append(f"{path}: size {got.size} != expected {want.size}")
+        elif got.digest != want.digest:
             problems.append(f"{path}: checksum changed")
-    problems.extend(f"{p}: unexpected file" for p in sorted(set(actual.files) - set(manifest.files)))
-    return problems, actual.stat
+    problems.extend(f"{p}: unexpected file" for p in sorted(set(actual.files) - set(expected.files)))
+    return problems
 
 
 def raise_for_problems(what: str, problems: list[str]) -> None:
