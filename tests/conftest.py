@@ -54,47 +54,36 @@ def _start(starter):
         pytest.skip(f"{starter.__name__}: {exc}")
 
 
-@pytest.fixture(scope="session")
-def postgres_service():
-    """A PostgreSQL + PostGIS server for the whole session (``.url`` is the DSN)."""
-    from memories_geo.testing.services import start_postgres
+def _service_fixture(starter: str, doc: str):
+    """A session-scoped fixture running ``memories_geo.testing.services.<starter>``."""
 
-    service = _start(start_postgres)
-    yield service
-    service.stop()
+    @pytest.fixture(scope="session")
+    def fixture():
+        from memories_geo.testing import services
+
+        service = _start(getattr(services, starter))
+        yield service
+        service.stop()
+
+    fixture.__doc__ = doc
+    return fixture
+
+
+postgres_service = _service_fixture(
+    "start_postgres", "A PostgreSQL + PostGIS server for the whole session (``.url`` is the DSN)."
+)
+s3_service = _service_fixture(
+    "start_moto", "moto S3 server; ``.url`` is ``s3://bucket``, ``.options`` the s3fs storage_options."
+)
+gcs_service = _service_fixture(
+    "start_gcs", "gcp-storage-emulator; ``.url`` is ``gs://bucket``, ``.options`` the gcsfs options."
+)
+azure_service = _service_fixture(
+    "start_azurite", "Azurite blob service; ``.url`` is ``az://container``, ``.options`` the adlfs options."
+)
 
 
 @pytest.fixture(scope="session")
 def postgres_dsn(postgres_service) -> str:
     """DSN of the session's PostgreSQL + PostGIS database."""
     return postgres_service.url
-
-
-@pytest.fixture(scope="session")
-def s3_service():
-    """moto S3 server; ``.url`` is ``s3://bucket`` and ``.options`` the s3fs storage_options."""
-    from memories_geo.testing.services import start_moto
-
-    service = _start(start_moto)
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def gcs_service():
-    """gcp-storage-emulator; ``.url`` is ``gs://bucket`` and ``.options`` the gcsfs options."""
-    from memories_geo.testing.services import start_gcs
-
-    service = _start(start_gcs)
-    yield service
-    service.stop()
-
-
-@pytest.fixture(scope="session")
-def azure_service():
-    """Azurite blob service; ``.url`` is ``az://container`` and ``.options`` the adlfs options."""
-    from memories_geo.testing.services import start_azurite
-
-    service = _start(start_azurite)
-    yield service
-    service.stop()

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import xarray as xr
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-IN_CI = os.environ.get("CI") == "true"
+from conftest import IN_CI, SHARED_DATA, shared_data_path  # noqa: F401  (re-exported to tests)
 
 #: Shared GeoTIFFs and what is known about them.
 SHARED_RASTERS = {
@@ -24,17 +19,6 @@ SHARED_RASTERS = {
 }
 
 UTM_WKT_CRS = "EPSG:32631"
-
-
-def shared_data_path(*parts: str) -> Path:
-    """Path inside ../shared/data; skips when absent, fails instead when ``CI=true``."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        message = f"{path} is absent: the shared test data lives beside the repository"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def open_shared_raster(name: str) -> xr.DataArray:
