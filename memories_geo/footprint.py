@@ -153,10 +153,11 @@ def raster_footprint(obj: xr.Dataset | xr.DataArray, crs: Any = None) -> Footpri
 def vector_footprint(gdf: gpd.GeoDataFrame) -> Footprint:
     """Footprint of a GeoDataFrame: total bounds, CRS, first datetime column's range."""
     import pandas as pd
+    import shapely
 
-    geoms = gdf.geometry
-    valid = geoms[~(geoms.isna() | geoms.is_empty)]
-    native = tuple(float(v) for v in valid.total_bounds) if len(valid) else None
+    geometries = np.asarray(gdf.geometry.array)
+    bounds = shapely.total_bounds(geometries) if len(geometries) else np.full(4, np.nan)
+    native = tuple(float(v) for v in bounds) if np.isfinite(bounds).all() else None
     start = end = None
     for name in gdf.columns:
         col = gdf[name]

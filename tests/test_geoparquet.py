@@ -615,6 +615,26 @@ def test_large_layer_is_laid_out_and_round_trips_exactly(mem: mg.Memory) -> None
     assert_same_vector(gdf, mem.open(KEY))
 
 
+def test_row_groups_keep_the_original_order_inside_and_delta_encode_ids(mem: mg.Memory) -> None:
+    gdf = make_large_points()
+    gdf["serial"] = np.arange(len(gdf), dtype="int64") * 3 + 7
+    mem.save(gdf, KEY, format="geoparquet", row_group_size=4096)
+    path = stored_file(mem, KEY)
+    parquet = pq.ParquetFile(path)
+    positions = [
+        parquet.read_row_group(i, columns=["_mg_row"]).column(0).to_numpy().astype(np.int64)
+        for i in range(parquet.metadata.num_row_groups)
+    ]
+    assert sorted(np.concatenate(positions).tolist()) == list(range(len(gdf)))
+    assert all((np.diff(p) > 0).all() for p in positions)
+    assert not all(np.diff([p[0] for p in positions]) > 0)
+    group = parquet.metadata.row_group(0)
+    serial = next(i for i in range(group.num_columns) if group.column(i).path_in_schema == "serial")
+    encodings = group.column(serial).encodings
+    assert "DELTA_BINARY_PACKED" in encodings
+    assert_same_vector(gdf, mem.open(KEY))
+
+
 @pytest.mark.parametrize("name", list(VECTOR_CASES))
 def test_every_case_round_trips_in_the_sorted_layout(mem: mg.Memory, name: str) -> None:
     obj = make_case(name)
