@@ -1,8 +1,8 @@
 """PostGIS: ``mem.save`` / ``mem.open`` on a PostgreSQL tier against geopandas' own calls.
 
-1. save of N points with a few attribute columns (GiST index, primary key, ANALYZE and the
-   read-back checksum included) against ``gdf.to_postgis`` (SQLAlchemy + psycopg,
-   GeoAlchemy2's GiST index included);
+1. save of N points with a few attribute columns (catalog stage and commit, binary ``COPY``,
+   checksum, GiST index, primary key, ANALYZE and the view swap included) against
+   ``gdf.to_postgis`` (SQLAlchemy + psycopg, GeoAlchemy2's GiST index included);
 2. open against ``gpd.read_postgis``; peak memory is measured in fresh subprocesses (one
    per reader and repetition, imports and connections already made): the resident set
    size is sampled every 2 ms by a thread (psutil) during the read, and the peak minus

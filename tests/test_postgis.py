@@ -19,7 +19,7 @@ from vector_cases import CUSTOM_PROJ, VECTOR_CASES, attributes_frame, make_case,
 import memories_geo as mg
 from memories_geo.backends.base import Location, make_backend
 from memories_geo.backends.postgres import PostgresBackend, safe_identifier, table_name_for
-from memories_geo.errors import ChecksumMismatchError, UnsupportedObjectError
+from memories_geo.errors import ChecksumMismatchError, FormatError, UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
 from memories_geo.formats.postgis import CUSTOM_SRID_START, PostGISFormat, view_name_for
 from memories_geo.formats.registry import get_format
@@ -609,3 +609,164 @@ def test_failed_write_leaves_nothing(mem: mg.Memory) -> None:
 def test_memory_repr_hides_the_password(tmp_path: Path, schema: str) -> None:
     mem = _memory(tmp_path, "postgresql://someone:hunter2-secret@127.0.0.1:1/db", schema)
     assert "hunter2-secret" not in repr(mem)
+
+
+# -- the load stream and its checksum -----------------------------------------------------
+
+
+def _edge_frame() -> gpd.GeoDataFrame:
+    """Values whose binary forms are easy to get wrong: nulls, extremes, NaN, -0.0, empties."""
+    return gpd.GeoDataFrame(
+        {
+            "i8": pd.array([-(2**63), 2**63 - 1, None, 0, 7, -1], dtype="Int64"),
+            "i2": pd.array([-(2**15), 2**15 - 1, 0, None, 1, -1], dtype="Int16"),
+            "u8": np.array([0, 255, 1, 2, 3, 4], dtype=np.uint8),
+            "f4": np.array([np.inf, -np.inf, -0.0, 1.5, np.finfo(np.float32).tiny, 3], dtype=np.float32),
+            "f8": [np.nan, -0.0, np.inf, 5e-324, -1e308, 0.1],
+            "flag": pd.array([True, False, None, True, False, None], dtype="boolean"),
+            "text": ["", "é€😀", None, "tab\tand\nnewline", "x" * 5000, "'; DROP TABLE x --"],
+            "raw": [b"", b"\x00\xff\x00", None, b"abc", bytes(range(256)), b"\xff\xff"],
+            "day": [pd.Timestamp("0001-01-01").date(), pd.Timestamp("9999-12-31").date(), None,
+                    pd.Timestamp("2000-01-01").date(), pd.Timestamp("1969-12-31").date(),
+                    pd.Timestamp("1970-01-01").date()],
+            "when": pd.to_datetime(["1677-09-22", "2262-04-11", None, "2000-01-01 00:00:00.000001",
+                                    "1999-12-31 23:59:59.999999", "1970-01-01"], format="ISO8601"),
+            "when_tz": pd.to_datetime(["2024-03-31 01:30", None, "1900-01-01", "2000-01-01", "2038-01-19",
+                                       "1970-01-01"], format="ISO8601").tz_localize("Europe/Paris"),
+        },
+        geometry=[
+            Point(1, 2), None, shapely.Point(), LineString(), shapely.Polygon(),
+            shapely.from_wkt("MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6, 5 5)))"),
+        ],
+        crs="EPSG:4326",
+    )
+
+
+STREAM_CASES = {**{k: v for k, v in ROUND_TRIP_CASES.items()}, "edge-values": _edge_frame}
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_CASES))
+def test_sent_stream_is_the_servers_copy_output(
+    mem: mg.Memory, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checksum made from the COPY stream sent is the one verify() recomputes from the table.
+
+    The table is not read back during the save (the stream was accepted as the server's own
+    binary COPY output), and verify() then reads it back and finds the same size and digest.
+    """
+    from memories_geo.formats import postgis
+
+    read_back = []
+    real = postgis._table_digest
+    monkeypatch.setattr(postgis, "_table_digest", lambda *a: read_back.append(a) or real(*a))
+    gdf = STREAM_CASES[name]()
+    entry = mem.save(gdf, KEY, tier="warm")
+    assert read_back == [], "the save fell back to reading the table back"
+    location = mem._location(entry)
+    assert PostGISFormat().manifest(location).files == mem.catalog.manifest(entry).files
+    mem.verify(KEY)
+    assert len(read_back) >= 2
+    assert_same_vector(gdf, mem.open(KEY))
+
+
+def test_stream_is_the_same_in_any_chunking(mem: mg.Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows split over many chunks give the byte stream the server writes for the whole table."""
+    from memories_geo.formats import postgis
+
+    gdf = pd.concat([_edge_frame()] * 7, ignore_index=True)
+    entry = mem.save(gdf, KEY, tier="warm", engine="adbc")
+    backend = mem.tiers.backend("warm")
+    table = backend.table_for(entry.path)
+    info = backend.info_for(entry.path)
+    prepared = postgis._Prepared(gdf, {"type": "GeoDataFrame", "geometry": "geometry"})
+    srids = {e["name"]: e["srid"] for e in info["columns"] if e.get("geometry")}
+    server = bytearray()
+    statement = sql.SQL("COPY (SELECT * FROM {} ORDER BY {}) TO STDOUT (FORMAT binary)").format(
+        backend.identifier(table), sql.Identifier(info["row_id"]))
+    with backend.connection() as con, con.cursor().copy(statement) as copy:
+        for block in copy:
+            server.extend(block)
+    for chunk_rows in (1, 5, 6, 17, 1000):
+        _, batches = prepared.load_batches(srids, 1, chunk_rows=chunk_rows)
+        body = b"".join(bytes(postgis._body(postgis._copy_rows(b))) for b in batches)
+        assert postgis.COPY_HEADER + body + postgis.COPY_TRAILER == bytes(server)
+    monkeypatch.setattr(postgis, "_MAX_CHUNK_BYTES", 300)  # split chunks too big for 32-bit offsets
+    (batch,) = prepared.load_batches(srids, 1, chunk_rows=len(gdf))[1]
+    chunks = postgis._copy_chunks(batch)
+    assert len(chunks) > 4
+    body = b"".join(bytes(postgis._body(c)) for c in chunks)
+    assert postgis.COPY_HEADER + body + postgis.COPY_TRAILER == bytes(server)
+    recomputed = postgis._table_digest(backend, table, info)[1]
+    assert mem.catalog.manifest(entry).files[table].digest == recomputed.digest
+
+
+def test_a_stream_the_server_does_not_echo_is_read_back(
+    mem: mg.Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the spot check of the first rows fails, the checksum comes from reading the table back."""
+    from memories_geo.formats import postgis
+
+    real = postgis._stream_matches_server
+    seen = []
+
+    def tampered(con: Any, backend: Any, table: str, row_id: str, head: bytes) -> bool:
+        i = len(postgis.COPY_HEADER) + 8  # inside the first row
+        changed = head[:i] + bytes([head[i] ^ 1]) + head[i + 1:]
+        seen.append(real(con, backend, table, row_id, head))
+        return real(con, backend, table, row_id, changed)
+
+    monkeypatch.setattr(postgis, "_stream_matches_server", tampered)
+    read_back = []
+    real_digest = postgis._table_digest
+    monkeypatch.setattr(postgis, "_table_digest", lambda *a: read_back.append(a) or real_digest(*a))
+    gdf = make_case("geometry-polygons_with_holes")
+    mem.save(gdf, KEY, tier="warm")
+    assert seen == [True]
+    assert len(read_back) == 1
+    mem.verify(KEY)
+
+
+@pytest.mark.parametrize("engine", ["adbc", "psycopg"])
+def test_both_loaders_store_the_same_table(mem: mg.Memory, engine: str) -> None:
+    gdf = STREAM_CASES["edge-values"]()
+    first = mem.save(gdf, KEY, tier="warm", engine=engine)
+    other = mem.save(make_case("geometry-points"), KEY + "2", tier="warm", engine=engine)
+    mem.verify(KEY)
+    mem.verify(KEY + "2")
+    assert_same_vector(gdf, mem.open(KEY))
+    assert first.size_bytes > 0
+    assert other.size_bytes > 0
+
+
+def test_dates_beyond_postgresql_are_refused(mem: mg.Memory) -> None:
+    gdf = make_case("geometry-points")
+    gdf["when"] = pd.array([np.datetime64(-(2**62), "us")] * 4, dtype="datetime64[us]")
+    with pytest.raises(UnsupportedObjectError, match=r"when.*outside PostgreSQL's range"):
+        mem.save(gdf, KEY, tier="warm")
+    assert mem.tiers.backend("warm").version_paths() == []
+
+
+def test_a_load_the_server_refuses_leaves_nothing(mem: mg.Memory) -> None:
+    """A COPY failing on the server (text with a NUL) rolls back the table and its registry row."""
+    gdf = make_case("geometry-points")
+    gdf["label"] = ["a", "b", "c\x00d", "e"]
+    with pytest.raises(FormatError, match=r"label") as info:
+        mem.save(gdf, KEY, tier="warm")
+    assert isinstance(info.value.__cause__, psycopg.errors.DataError)
+    assert mem.tiers.backend("warm").version_paths() == []
+    assert mem.catalog.staged_versions() == []
+    with pytest.raises(mg.KeyNotFoundError):
+        mem.info(KEY)
+
+
+def test_checksums_do_not_depend_on_the_client_encoding(
+    tmp_path: Path, postgres_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text is sent and checksummed as UTF-8 even when libpq is told to use another encoding."""
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    mem = _memory(tmp_path, postgres_dsn, schema)
+    gdf = make_case("geometry-points")
+    gdf["label"] = ["é", "ß", "a", "ü"]
+    mem.save(gdf, KEY, tier="warm")
+    mem.verify(KEY)
+    assert_same_vector(gdf, mem.open(KEY, engine="psycopg"))
