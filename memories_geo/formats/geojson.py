@@ -112,7 +112,7 @@ class GeoJSONFormat(FileFormat):
     def _write(
         self, obj: Any, location: Location, options: WriteOptions
     ) -> tuple[Footprint, Mapping[str, Any]]:
-        from memories_geo.formats.geoparquet import _as_frame, _with_crs
+        from memories_geo.formats._vector import as_frame, with_crs
 
         unknown = sorted(set(options.extra) - set(_WRITE_KEYWORDS))
         if unknown:
@@ -127,8 +127,8 @@ class GeoJSONFormat(FileFormat):
         precision = options.extra.get("precision")
         if precision is not None and (not isinstance(precision, int) or not 0 <= precision <= 17):
             raise ValueError(f"precision must be an integer from 0 to 17 (decimal digits), got {precision!r}")
-        frame, info = _as_frame(obj)
-        frame = _with_crs(frame, options.crs, kind=info["type"])
+        frame, info = as_frame(obj, self.name)
+        frame = with_crs(frame, options.crs, kind=info["type"])
         _refuse_other_geometries(frame)
         if options.extra.get("validate", False):
             _raise_for_invalid(frame.geometry)
@@ -165,7 +165,8 @@ class GeoJSONFormat(FileFormat):
         -------
         geopandas.GeoDataFrame or geopandas.GeoSeries
         """
-        from memories_geo.formats.geoparquet import _check_bbox, _series_name
+        from memories_geo.formats._vector import series_name
+        from memories_geo.formats.geoparquet import _check_bbox
 
         unknown = sorted(set(query) - set(_QUERY_KEYWORDS))
         if unknown:
@@ -180,7 +181,7 @@ class GeoJSONFormat(FileFormat):
         gdf = _read(location, object_info, box, columns)
         gdf = _to_crs(gdf, query.get("crs"), object_info)
         if is_series:
-            return gdf.geometry.rename(_series_name(object_info.get("name")))
+            return gdf.geometry.rename(series_name(object_info.get("name")))
         return gdf
 
 

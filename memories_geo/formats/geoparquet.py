@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
+from memories_geo.formats._vector import as_frame, series_name, with_crs
 from memories_geo.formats.base import FileFormat, WriteOptions
 from memories_geo.types import CompressionLevel, Kind
 
@@ -919,8 +920,8 @@ class GeoParquetFormat(FileFormat):
     def _write(
         self, obj: Any, location: Location, options: WriteOptions
     ) -> tuple[Footprint, Mapping[str, Any]]:
-        gdf, info = _as_frame(obj)
-        gdf = _with_crs(gdf, options.crs, kind=info["type"])
+        gdf, info = as_frame(obj, self.name)
+        gdf = with_crs(gdf, options.crs, kind=info["type"])
         if options.mode == "a" and options.previous is not None:
             previous = self._read(options.previous)
             gdf = _append(previous, gdf)
@@ -965,7 +966,7 @@ class GeoParquetFormat(FileFormat):
             raise ValueError("columns= does not apply to a stored GeoSeries (it has one column)")
         gdf = self._read(location, **query)
         if is_series:
-            return gdf.geometry.rename(_series_name(object_info.get("name")))
+            return gdf.geometry.rename(series_name(object_info.get("name")))
         return gdf
 
 
@@ -975,72 +976,12 @@ def _target(location: Location) -> tuple[str, AbstractFileSystem | None]:
     return location.full_path, location.fs
 
 
-def _as_frame(obj: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Frame to write, and the ``object_info`` that rebuilds ``obj``'s type on open."""
-    if isinstance(obj, gpd.GeoSeries):
-        name = obj.name
-        if hasattr(name, "item"):
-            name = name.item()
-        if isinstance(name, tuple):
-            name = {"tuple": list(name)}
-        if not _json_safe(name):
-            raise UnsupportedObjectError(
-                f"cannot record the GeoSeries name {obj.name!r}; rename it to a string "
-                "first (gs.rename('geometry'))"
-            )
-        return obj.to_frame(name="geometry"), {"type": "GeoSeries", "name": name}
-    if isinstance(obj, gpd.GeoDataFrame):
-        try:
-            geometry_name = obj.geometry.name
-        except AttributeError as exc:
-            raise UnsupportedObjectError(
-                "this GeoDataFrame has no active geometry column; set one with "
-                "gdf.set_geometry('column_name')"
-            ) from exc
-        return obj, {"type": "GeoDataFrame", "geometry": str(geometry_name)}
-    raise UnsupportedObjectError(
-        f"format 'geoparquet' stores GeoDataFrame and GeoSeries objects, not {type(obj).__name__}"
-    )
 
 
-def _json_safe(value: Any) -> bool:
-    try:
-        return json.loads(json.dumps(value)) == value
-    except (TypeError, ValueError):
-        return False
 
 
-def _series_name(stored: Any) -> Any:
-    if isinstance(stored, dict) and "tuple" in stored:
-        return tuple(stored["tuple"])
-    return stored
 
 
-def _with_crs(gdf: gpd.GeoDataFrame, crs: Any, *, kind: str) -> gpd.GeoDataFrame:
-    """``gdf`` with ``crs`` assigned when it has none; never modifies ``gdf`` itself."""
-    import pyproj
-
-    var = "gs" if kind == "GeoSeries" else "gdf"
-    if crs is None:
-        if gdf.crs is None:
-            raise UnsupportedObjectError(
-                f"this {kind} has no CRS. Pass crs= to save() (e.g. crs='EPSG:4326'), "
-                f"or set it with {var}.set_crs(...) first (gdf.set_crs('EPSG:4326') "
-                "for longitude/latitude)."
-            )
-        return gdf
-    wanted = pyproj.CRS.from_user_input(crs)
-    if gdf.crs is None:
-        out = gdf.copy(deep=False)
-        out[gdf.geometry.name] = gdf.geometry.set_crs(wanted)
-        return out
-    if not gdf.crs.equals(wanted, ignore_axis_order=True):
-        raise UnsupportedObjectError(
-            f"crs={crs!r} conflicts with the {kind}'s own CRS {gdf.crs.to_string()!r}; "
-            f"crs= only assigns a CRS to data that has none. To store it in {crs!r}, "
-            f"reproject first with {var}.to_crs({crs!r})."
-        )
-    return gdf
 
 
 def _append(previous: gpd.GeoDataFrame, new: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

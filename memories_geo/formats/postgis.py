@@ -36,7 +36,8 @@ import numpy as np
 
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.footprint import Footprint, bbox_to_wgs84, vector_footprint
-from memories_geo.integrity import FileDigest, Manifest
+from memories_geo.formats._vector import as_frame, series_name, with_crs
+from memories_geo.integrity import FileDigest, Manifest, compare_manifests
 from memories_geo.types import Kind
 
 if TYPE_CHECKING:
@@ -108,57 +109,8 @@ def _backend(location_or_backend: Any) -> PostgresBackend:
 # -- objects -> frames ------------------------------------------------------------------
 
 
-def _as_frame(obj: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    if isinstance(obj, gpd.GeoSeries):
-        name = obj.name.item() if hasattr(obj.name, "item") else obj.name
-        if isinstance(name, tuple):
-            name = {"tuple": list(name)}
-        try:
-            safe = json.loads(json.dumps(name)) == name
-        except (TypeError, ValueError):
-            safe = False
-        if not safe:
-            raise UnsupportedObjectError(
-                f"cannot record the GeoSeries name {obj.name!r}; rename it to a string first "
-                "(gs.rename('geometry'))"
-            )
-        return obj.to_frame(name="geometry"), {"type": "GeoSeries", "name": name}
-    if isinstance(obj, gpd.GeoDataFrame):
-        try:
-            geometry_name = obj.geometry.name
-        except AttributeError as exc:
-            raise UnsupportedObjectError(
-                "this GeoDataFrame has no active geometry column; set one with "
-                "gdf.set_geometry('column_name')"
-            ) from exc
-        return obj, {"type": "GeoDataFrame", "geometry": str(geometry_name)}
-    raise UnsupportedObjectError(
-        f"format 'postgis' stores GeoDataFrame and GeoSeries objects, not {type(obj).__name__}"
-    )
 
 
-def _with_crs(gdf: gpd.GeoDataFrame, crs: Any, kind: str) -> gpd.GeoDataFrame:
-    import pyproj
-
-    var = "gs" if kind == "GeoSeries" else "gdf"
-    if crs is None:
-        if gdf.crs is None:
-            raise UnsupportedObjectError(
-                f"this {kind} has no CRS. Pass crs= to save() (e.g. crs='EPSG:4326'), or set it "
-                f"with {var}.set_crs(...) first."
-            )
-        return gdf
-    wanted = pyproj.CRS.from_user_input(crs)
-    if gdf.crs is None:
-        out = gdf.copy(deep=False)
-        out[gdf.geometry.name] = gdf.geometry.set_crs(wanted)
-        return out
-    if not gdf.crs.equals(wanted, ignore_axis_order=True):
-        raise UnsupportedObjectError(
-            f"crs={crs!r} conflicts with the {kind}'s own CRS {gdf.crs.to_string()!r}; crs= only "
-            f"assigns a CRS to data that has none. Reproject first with {var}.to_crs({crs!r})."
-        )
-    return gdf
 
 
 # -- Arrow <-> PostgreSQL types -----------------------------------------------------------
@@ -626,8 +578,8 @@ class PostGISFormat:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if extra:
             raise TypeError(f"unknown keyword(s) {sorted(extra)} for format 'postgis'; valid: ['engine']")
-        frame, base = _as_frame(obj)
-        frame = _with_crs(frame, options.crs, base["type"])
+        frame, base = as_frame(obj, self.name)
+        frame = with_crs(frame, options.crs, kind=base["type"])
         prepared = _Prepared(frame, base)
         info = prepared.info
         previous_table = None
@@ -887,7 +839,7 @@ class PostGISFormat:
         raw = _READERS[engine](backend, statement, entries)
         gdf = _to_geodataframe(raw, object_info, entries)
         if is_series:
-            return gdf.geometry.rename(_series_name(object_info.get("name")))
+            return gdf.geometry.rename(series_name(object_info.get("name")))
         return gdf
 
     # -- deleting, checksums ------------------------------------------------------------
@@ -911,17 +863,7 @@ class PostGISFormat:
         actual = self.manifest(location)
         if not actual.files:
             return [f"{location.url}: missing (the whole version table is gone)"]
-        problems = []
-        for path, expected in sorted(manifest.files.items()):
-            got = actual.files.get(path)
-            if got is None:
-                problems.append(f"{path}: missing")
-            elif got.size != expected.size:
-                problems.append(f"{path}: size {got.size} != expected {expected.size}")
-            elif got.digest != expected.digest:
-                problems.append(f"{path}: checksum changed")
-        problems.extend(f"{p}: unexpected file" for p in sorted(set(actual.files) - set(manifest.files)))
-        return problems
+        return compare_manifests(manifest, actual)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} format={self.name!r}>"
@@ -937,10 +879,6 @@ def _active_name(info: Mapping[str, Any]) -> str:
     return "geometry" if info.get("type") == "GeoSeries" else str(info.get("geometry"))
 
 
-def _series_name(stored: Any) -> Any:
-    if isinstance(stored, dict) and "tuple" in stored:
-        return tuple(stored["tuple"])
-    return stored
 
 
 def _table_digest(backend: PostgresBackend, table: str, info: Mapping[str, Any]) -> tuple[str, FileDigest]:
