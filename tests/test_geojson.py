@@ -11,9 +11,8 @@ import pandas as pd
 import pyproj
 import pytest
 import shapely
-from geopandas.testing import assert_geodataframe_equal, assert_geoseries_equal
 from shapely.geometry import LineString, Point, Polygon
-from vector_cases import VECTOR_CASES, attributes_frame, make_case, make_grid_layer
+from vector_cases import VECTOR_CASES, assert_same_vector, attributes_frame, make_case, make_grid_layer
 
 import memories_geo as mg
 from memories_geo.errors import UnsupportedObjectError
@@ -40,16 +39,6 @@ REPROJECTED_CASES = [
     "grid-layer-utm", "geoseries-named", "geoseries-string_index",
 ]
 
-
-def assert_same_vector(expected: Any, actual: Any) -> None:
-    assert type(actual) is type(expected)
-    assert type(actual.index) is type(expected.index)
-    if isinstance(expected, gpd.GeoSeries):
-        assert actual.name == expected.name
-        assert_geoseries_equal(expected, actual, check_crs=True, check_series_type=True)
-    else:
-        assert actual.geometry.name == expected.geometry.name
-        assert_geodataframe_equal(expected, actual, check_like=False, check_crs=True)
 
 
 def assert_close_geometries(expected: gpd.GeoSeries, actual: gpd.GeoSeries, tolerance: float) -> None:

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pyproj
 import pytest
 import shapely
-from geopandas.testing import assert_geodataframe_equal, assert_geoseries_equal
 from shapely.geometry import LineString, Point, Polygon
 from vector_cases import (
     VECTOR_CASES,
+    assert_same_vector,
     attributes_frame,
     make_case,
     make_grid_layer,
@@ -61,17 +61,6 @@ def shared_file(name: str) -> Path:
         pytest.skip(message)
     return path
 
-
-def assert_same_vector(expected: Any, actual: Any) -> None:
-    """Exact equality of GeoDataFrames / GeoSeries, index class included."""
-    assert type(actual) is type(expected)
-    assert type(actual.index) is type(expected.index)
-    if isinstance(expected, gpd.GeoSeries):
-        assert actual.name == expected.name
-        assert_geoseries_equal(expected, actual, check_crs=True, check_series_type=True)
-    else:
-        assert actual.geometry.name == expected.geometry.name
-        assert_geodataframe_equal(expected, actual, check_like=False, check_crs=True)
 
 
 def stored_file(mem: mg.Memory, key: str, version: int | None = None) -> str:

@@ -12,9 +12,15 @@ import pandas as pd
 import pyproj
 import pytest
 import shapely
-from geopandas.testing import assert_geodataframe_equal, assert_geoseries_equal
 from shapely.geometry import LineString, Point
-from vector_cases import CUSTOM_PROJ, VECTOR_CASES, attributes_frame, make_case, make_grid_layer
+from vector_cases import (
+    CUSTOM_PROJ,
+    VECTOR_CASES,
+    assert_same_vector,
+    attributes_frame,
+    make_case,
+    make_grid_layer,
+)
 
 import memories_geo as mg
 from memories_geo.backends.base import Location, make_backend
@@ -50,16 +56,6 @@ def _floor_ns(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     gdf["datetime_ns"] = gdf["datetime_ns"].dt.floor("us")
     return gdf
 
-
-def assert_same_vector(expected: Any, actual: Any) -> None:
-    assert type(actual) is type(expected)
-    assert type(actual.index) is type(expected.index)
-    if isinstance(expected, gpd.GeoSeries):
-        assert actual.name == expected.name
-        assert_geoseries_equal(expected, actual, check_crs=True, check_series_type=True)
-    else:
-        assert actual.geometry.name == expected.geometry.name
-        assert_geodataframe_equal(expected, actual, check_like=False, check_crs=True)
 
 
 def _schema_fixture(dsn: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -351,3 +352,17 @@ VECTOR_CASES = _build_vector_cases()
 def make_case(name: str) -> gpd.GeoDataFrame | gpd.GeoSeries:
     """Return a fresh object for the case called ``name`` (a key of :data:`VECTOR_CASES`)."""
     return VECTOR_CASES[name]()
+
+
+def assert_same_vector(expected: Any, actual: Any) -> None:
+    """Exact equality of GeoDataFrames / GeoSeries, index class included."""
+    from geopandas.testing import assert_geodataframe_equal, assert_geoseries_equal
+
+    assert type(actual) is type(expected)
+    assert type(actual.index) is type(expected.index)
+    if isinstance(expected, gpd.GeoSeries):
+        assert actual.name == expected.name
+        assert_geoseries_equal(expected, actual, check_crs=True, check_series_type=True)
+    else:
+        assert actual.geometry.name == expected.geometry.name
+        assert_geodataframe_equal(expected, actual, check_like=False, check_crs=True)
