@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memories_geo.crs import crs_to_string, grid_mapping_name, xarray_crs
@@ -513,8 +513,9 @@ def _generated_coords(transform: Affine, width: int, height: int) -> tuple[np.nd
     """Pixel-centre coordinates of a north-up transform, computed as rioxarray does."""
     import numpy as np
 
-    x, _ = transform * (np.arange(width) + 0.5, np.zeros(width) + 0.5)
-    _, y = transform * (np.zeros(height) + 0.5, np.arange(height) + 0.5)
+    centre = transform @ transform.translation(0.5, 0.5)
+    x, _ = centre @ (np.arange(width), np.zeros(width))
+    _, y = centre @ (np.zeros(height), np.arange(height))
     return np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
 
 
@@ -730,7 +731,11 @@ class _Job:
             raise
         sources = [dsa.asarray(step.data) for step in self.steps]
         stored = dsa.store(sources, targets, lock=False, compute=False)
-        return dask.delayed(_finish_streams, pure=False)(stored, self, staging)
+        if not isinstance(stored, tuple):
+            stored = (stored,)
+        written = [chunk for array in stored for chunk in array.to_delayed().ravel().tolist()]
+        without_data = replace(self, steps=[replace(step, data=None) for step in self.steps])
+        return dask.delayed(_finish_streams, pure=False)(written, without_data, staging)
 
     def finish_streams(self, staging: str) -> None:
         """Build overviews in each streamed file and copy it to its COG target."""
@@ -954,12 +959,15 @@ def _open(location: Location, info: Mapping[str, Any], **query: Any) -> Any:
         data = data.astype(dtype)
     file_dims = [d for d in (stack_dim, band_dim, y_dim, x_dim) if d is not None]
 
-    coords = _decode_coords(info, transform, shape, overview_level is not None)
+    window = {y_dim: slice(*rows), x_dim: slice(*cols)}
+    coords = {
+        name: var.isel(window, missing_dims="ignore")
+        for name, var in _decode_coords(info, transform, shape, overview_level is not None).items()
+    }
     da = xr.DataArray(data, dims=file_dims, coords=coords, attrs=_decode_mapping(info.get("attrs", {})))
     da.encoding = _decode_mapping(info.get("encoding", {}))
-    da = da.isel({y_dim: slice(*rows), x_dim: slice(*cols)})
     if (rows, cols) != ((0, full_shape[0]), (0, full_shape[1])):
-        _update_geotransform(da, transform * transform.translation(cols[0], rows[0]))
+        _update_geotransform(da, transform @ transform.translation(cols[0], rows[0]))
     da = da.transpose(*info["dims"])
     stack_chunks = _stack_chunks(query.get("chunks", "auto"), stack_dim)
     if stack_chunks is not None:
@@ -990,7 +998,7 @@ def _bbox_window(
 
         minx, miny, maxx, maxy = transform_bounds(bbox_crs, crs, minx, miny, maxx, maxy, densify_pts=21)
     inverse = ~transform
-    corners = [inverse * (x, y) for x in (minx, maxx) for y in (miny, maxy)]
+    corners = [inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
     cs = [c for c, _ in corners]
     rs = [r for _, r in corners]
     eps = 1e-9
@@ -999,8 +1007,8 @@ def _bbox_window(
     r0 = max(0, math.floor(min(rs) + eps))
     r1 = min(shape[0], math.ceil(max(rs) - eps))
     if c0 >= c1 or r0 >= r1:
-        left, top = transform * (0, 0)
-        right, bottom = transform * (shape[1], shape[0])
+        left, top = transform @ (0, 0)
+        right, bottom = transform @ (shape[1], shape[0])
         raise FormatError(
             f"bbox {tuple(bbox)} does not intersect the raster, whose bounds are "
             f"{(min(left, right), min(top, bottom), max(left, right), max(top, bottom))} in its CRS"
