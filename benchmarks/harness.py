@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -47,7 +48,9 @@ class Comparison:
 
 
 def _timed(fn: Callable[[], Any]) -> float:
+    """Time ``fn`` after flushing dirty pages, so no run pays for its predecessor's writeback."""
     gc.collect()
+    os.sync()
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
