@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     import pyproj
     import xarray as xr
 
-__all__ = ["crs_to_string", "grid_mapping_name", "xarray_crs"]
+__all__ = ["assign_crs", "crs_to_string", "explicit_crs", "grid_mapping_name", "xarray_crs"]
 
 _GEOGRAPHIC_DIMS = {("lon", "lat"), ("longitude", "latitude")}
 
@@ -67,3 +67,37 @@ def _is_dataarray(obj: Any) -> bool:
     import xarray as xr
 
     return isinstance(obj, xr.DataArray)
+
+
+def explicit_crs(obj: xr.Dataset | xr.DataArray) -> pyproj.CRS | None:
+    """CRS written on a grid mapping (the lon/lat-implies-EPSG:4326 guess does not count)."""
+    return xarray_crs(obj) if grid_mapping_name(obj) is not None else None
+
+
+def assign_crs(obj: Any, crs: Any) -> Any:
+    """``obj`` with ``crs`` written as a ``spatial_ref`` grid mapping if it has none.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        If ``obj`` already has a different CRS (``crs=`` never reprojects).
+    """
+    if crs is None:
+        return obj
+    import pyproj
+
+    from memories_geo.errors import UnsupportedObjectError
+
+    wanted = pyproj.CRS.from_user_input(crs)
+    current = explicit_crs(obj)
+    if current is not None:
+        if current.equals(wanted, ignore_axis_order=True):
+            return obj
+        raise UnsupportedObjectError(
+            f"this {type(obj).__name__} already has the CRS {crs_to_string(current)!r}, which "
+            f"differs from crs={crs_to_string(wanted)!r}; reproject it first "
+            f"(obj.rio.reproject({crs_to_string(wanted)!r})) or leave crs= unset"
+        )
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    return obj.rio.write_crs(crs)

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from memories_geo.crs import crs_to_string, grid_mapping_name, xarray_crs
+from memories_geo.crs import assign_crs, grid_mapping_name, xarray_crs
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.footprint import Footprint, raster_footprint
 from memories_geo.formats.base import FileFormat, WriteOptions, WriteResult
@@ -333,7 +333,7 @@ def _plan(obj: Any, location: Location, options: WriteOptions) -> _Plan:
         raise FormatError(f"unknown options {unknown} for the cog format; supported: {list(_WRITE_OPTIONS)}")
     blocksize = _check_blocksize(extra.get("blocksize", DEFAULT_BLOCKSIZE))
 
-    obj = _with_crs(obj, options.crs)
+    obj = assign_crs(obj, options.crs)
     da, info = _as_dataarray(obj)
     x_dim, y_dim = _spatial_dims(da)
     stack_dim, band_dim = _other_dims(da, x_dim, y_dim)
@@ -413,26 +413,6 @@ def _plan(obj: Any, location: Location, options: WriteOptions) -> _Plan:
         temp_dir=extra.get("temp_dir"),
     )
 
-
-def _with_crs(obj: Any, crs: Any) -> Any:
-    """``obj`` with ``crs`` written as a ``spatial_ref`` grid mapping if it has none."""
-    if crs is None:
-        return obj
-    import pyproj
-
-    wanted = pyproj.CRS.from_user_input(crs)
-    current = xarray_crs(obj) if grid_mapping_name(obj) is not None else None
-    if current is not None:
-        if current.equals(wanted, ignore_axis_order=True):
-            return obj
-        raise UnsupportedObjectError(
-            f"this {type(obj).__name__} already has the CRS {crs_to_string(current)!r}, which "
-            f"differs from crs={crs_to_string(wanted)!r}; reproject it first "
-            f"(obj.rio.reproject({crs_to_string(wanted)!r})) or leave crs= unset"
-        )
-    import rioxarray  # noqa: F401  (registers the .rio accessor)
-
-    return obj.rio.write_crs(crs)
 
 
 def _as_dataarray(obj: Any) -> tuple[xr.DataArray, dict[str, Any]]:

@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from memories_geo.crs import crs_to_string, grid_mapping_name, xarray_crs
+from memories_geo.crs import assign_crs, explicit_crs, xarray_crs
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.footprint import Footprint, bbox_to_wgs84, raster_footprint
 from memories_geo.formats.base import FileFormat, WriteOptions, WriteResult
@@ -45,7 +45,6 @@ from memories_geo.kinds import spatial_dims
 from memories_geo.types import CompressionLevel, Kind
 
 if TYPE_CHECKING:
-    import pyproj
     import xarray as xr
     from zarr.abc.codec import BytesBytesCodec
 
@@ -254,7 +253,7 @@ class ZarrFormat(FileFormat):
             return self._append(obj, location, options, extra)
         if isinstance(obj, xr.DataTree):
             return self._write_tree(obj, location, options, extra)
-        obj = _with_crs(obj, options.crs)
+        obj = assign_crs(obj, options.crs)
         footprint = raster_footprint(obj, crs=_effective_crs(obj, options.crs))
         ds, info = _to_dataset(obj)
         prepared, node = _prepare(ds)
@@ -298,9 +297,9 @@ class ZarrFormat(FileFormat):
             ds = node.to_dataset(inherit=False)
             full = node.to_dataset(inherit=True)
             if spatial_dims(full) is not None and full.data_vars:
-                checked = _with_crs(full, options.crs)
+                checked = assign_crs(full, options.crs)
                 if checked is not full:
-                    ds = _with_crs(ds, options.crs)
+                    ds = assign_crs(ds, options.crs)
                 crs = _effective_crs(checked, options.crs)
                 footprints.append(raster_footprint(checked, crs=crs))
             prepared, node_info = _prepare(ds)
@@ -356,7 +355,7 @@ class ZarrFormat(FileFormat):
         if options.append_dim is None:
             raise ValueError("mode='a' needs append_dim= (or region= to overwrite part of the data)")
         previous, old_attrs, old_info = self._previous_info(obj, options)
-        obj = _with_crs(obj, options.crs)
+        obj = assign_crs(obj, options.crs)
         ds, info = _to_dataset(obj, variable=old_info.get("variable"))
         if options.append_dim not in ds.dims:
             raise ValueError(
@@ -406,7 +405,7 @@ class ZarrFormat(FileFormat):
         import zarr
 
         previous, _, old_info = self._previous_info(obj, options)
-        obj = _with_crs(obj, options.crs)
+        obj = assign_crs(obj, options.crs)
         ds, _ = _to_dataset(obj, variable=old_info.get("variable"))
         if options.encoding:
             raise FormatError(
@@ -517,34 +516,10 @@ class ZarrFormat(FileFormat):
 # -- CRS ---------------------------------------------------------------------------------
 
 
-def _explicit_crs(obj: xr.Dataset | xr.DataArray) -> pyproj.CRS | None:
-    """CRS written on a grid mapping (the lon/lat-implies-EPSG:4326 guess does not count)."""
-    return xarray_crs(obj) if grid_mapping_name(obj) is not None else None
-
 
 def _effective_crs(obj: xr.Dataset | xr.DataArray, crs: Any) -> Any:
     return crs if crs is not None else xarray_crs(obj)
 
-
-def _with_crs(obj: Any, crs: Any) -> Any:
-    """``obj`` with ``crs`` written as a ``spatial_ref`` grid mapping if it has no CRS."""
-    if crs is None:
-        return obj
-    import pyproj
-
-    wanted = pyproj.CRS.from_user_input(crs)
-    current = _explicit_crs(obj)
-    if current is not None:
-        if current.equals(wanted, ignore_axis_order=True):
-            return obj
-        raise UnsupportedObjectError(
-            f"this {type(obj).__name__} already has the CRS {crs_to_string(current)!r}, which "
-            f"differs from crs={crs_to_string(wanted)!r}; reproject it first "
-            f"(obj.rio.reproject({crs_to_string(wanted)!r})) or leave crs= unset"
-        )
-    import rioxarray  # noqa: F401  (registers the .rio accessor)
-
-    return obj.rio.write_crs(crs)
 
 
 # -- preparing a Dataset for to_zarr and undoing it on open ---------------------------
@@ -1116,7 +1091,7 @@ def _geo_attrs(ds: xr.Dataset) -> dict[str, Any]:
     """GeoZarr-style group attributes: CRS (``proj:``) and affine grid (``spatial:``)."""
     import numpy as np
 
-    crs = _explicit_crs(ds)
+    crs = explicit_crs(ds)
     dims = spatial_dims(ds)
     if crs is None or dims is None:
         return {}
