@@ -23,7 +23,8 @@ def validate_key(key: object) -> str:
     """Return ``key`` unchanged if it is a valid key, else raise :class:`InvalidKeyError`.
 
     A valid key is a non-empty string of slash-separated segments with no empty,
-    ``.`` or ``..`` segment, no reserved ``@v`` segment, no backslash, no control
+    ``.`` or ``..`` segment, no segment starting with ``@`` (reserved for ``@v``
+    version folders and ``@checkpoints``), no backslash, no control
     character, no leading ``/`` or ``~`` and no drive letter, so it can never
     resolve outside the root of its tier.
 
@@ -76,8 +77,8 @@ def _key_problem(key: str) -> str | None:
             return "it has an empty segment (a leading, trailing or double slash)"
         if segment in (".", ".."):
             return f"it has a {segment!r} segment"
-        if segment == VERSIONS_DIR:
-            return f"{VERSIONS_DIR!r} is reserved for stored versions"
+        if segment.startswith("@"):
+            return f"segments starting with '@' ({VERSIONS_DIR!r}, '@checkpoints') are reserved"
         if segment != segment.strip():
             return "a segment starts or ends with whitespace"
     return None

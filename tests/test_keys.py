@@ -29,6 +29,7 @@ def test_valid_keys_are_returned_unchanged(key):
         ("a//b", "empty segment"),
         ("a/", "empty segment"),
         ("a/@v/b", "reserved"),
+        ("@checkpoints/x", "reserved"),
         (" a", "whitespace"),
         ("x" * 600, "longer"),
     ],
