@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -216,3 +217,23 @@ CASES: dict[str, Callable[[], xr.Dataset | xr.DataArray | xr.DataTree]] = {
     "nodata_float": nodata_float,
 }
 
+
+
+def is_lazy(obj: Any) -> bool:
+    """Whether every data variable (of every node) is dask-backed."""
+    import dask.array as dsa
+
+    if isinstance(obj, xr.DataTree):
+        return all(is_lazy(node.to_dataset(inherit=False)) for node in obj.subtree)
+    if isinstance(obj, xr.DataArray):
+        return isinstance(obj.variable._data, dsa.Array)
+    return all(isinstance(var.variable._data, dsa.Array) for var in obj.data_vars.values())
+
+
+def assert_same_raster(expected: Any, actual: Any) -> None:
+    """Identical, same type and name, and opened lazily."""
+    assert type(actual) is type(expected)
+    xr.testing.assert_identical(expected, actual)
+    if isinstance(expected, xr.DataArray):
+        assert actual.name == expected.name
+    assert is_lazy(actual), "opened object is not dask-backed"

@@ -3,8 +3,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import xarray as xr
 
 import memories_geo as mg
 from memories_geo.formats.cog import COG_PROFILES, cog_creation_options, overview_factors
-from memories_geo.testing import FormatRoundTripTests
+from memories_geo.testing import FormatRoundTripTests, OnMemoryFilesystem
 from memories_geo.types import CompressionLevel
 
 import raster_cases as rc  # isort: skip
@@ -104,12 +102,6 @@ def _make_case(name: str) -> Any:
     return SYNTHETIC[name]()
 
 
-def _is_lazy(obj: Any) -> bool:
-    import dask.array as dsa
-
-    if isinstance(obj, xr.DataArray):
-        return isinstance(obj.variable._data, dsa.Array)
-    return all(isinstance(var.variable._data, dsa.Array) for var in obj.data_vars.values())
 
 
 def _stored(memory: mg.Memory, key: str, version: int | None = None) -> Path:
@@ -147,24 +139,13 @@ class TestCOGRoundTrip(FormatRoundTripTests):
         return _make_case(request.param)
 
     def assert_same(self, expected: Any, actual: Any) -> None:
-        assert type(actual) is type(expected)
-        xr.testing.assert_identical(expected, actual)
-        if isinstance(expected, xr.DataArray):
-            assert actual.name == expected.name
-        assert _is_lazy(actual), "opened object is not dask-backed"
+        rc.assert_same_raster(expected, actual)
 
 
-class TestCOGOnMemoryFilesystem(FormatRoundTripTests):
+class TestCOGOnMemoryFilesystem(OnMemoryFilesystem, FormatRoundTripTests):
     """The same contract on a non-local tier: staged locally, uploaded with fsspec."""
 
     format_name = "cog"
-    tier = "remote"
-
-    @pytest.fixture
-    def memory(self, tmp_path: Path) -> mg.Memory:
-        config = mg.StorageConfig.embedded(tmp_path / "memories")
-        remote = mg.TierConfig(url=f"memory://mg-{uuid.uuid4().hex}/remote")
-        return mg.Memory(replace(config, tiers={**config.tiers, "remote": remote}))
 
     @pytest.fixture(params=["bands_with_attrs", "chunked_dataarray", "time_stack", "float32_nan_dataset"])
     def case(self, request: pytest.FixtureRequest) -> Any:
@@ -172,7 +153,7 @@ class TestCOGOnMemoryFilesystem(FormatRoundTripTests):
 
     def assert_same(self, expected: Any, actual: Any) -> None:
         xr.testing.assert_identical(expected, actual)
-        assert _is_lazy(actual)
+        assert rc.is_lazy(actual)
 
 
 # -- real rasters ------------------------------------------------------------------------
@@ -424,7 +405,7 @@ def test_bbox_reads_the_intersecting_window(mem: mg.Memory) -> None:
     window = mem.open("dem", bbox=(minx + 3, maxy - 10 * 512 + 3, minx + 10 * 512 - 3, maxy - 3))
     xr.testing.assert_identical(window, da.isel(y=slice(200, 712), x=slice(100, 612)))
     assert window.rio.transform().c == minx
-    assert _is_lazy(window)
+    assert rc.is_lazy(window)
 
 
 def test_bbox_in_another_crs(mem: mg.Memory) -> None:

@@ -16,7 +16,7 @@ import xarray as xr
 
 import memories_geo as mg
 from memories_geo.formats.zarr import DATAARRAY_VARIABLE, INFO_ATTR, ZARR_CODECS
-from memories_geo.testing import FormatRoundTripTests
+from memories_geo.testing import FormatRoundTripTests, OnMemoryFilesystem
 from memories_geo.types import CompressionLevel
 
 import raster_cases as rc  # isort: skip
@@ -27,14 +27,6 @@ pytest.importorskip("dask")
 SHARED_CASES = sorted(rc.SHARED_RASTERS)
 
 
-def _is_lazy(obj: Any) -> bool:
-    import dask.array as dsa
-
-    if isinstance(obj, xr.DataTree):
-        return all(_is_lazy(node.to_dataset(inherit=False)) for node in obj.subtree)
-    if isinstance(obj, xr.DataArray):
-        return isinstance(obj.variable._data, dsa.Array)
-    return all(isinstance(var.variable._data, dsa.Array) for var in obj.data_vars.values())
 
 
 def _make_case(name: str) -> Any:
@@ -63,24 +55,13 @@ class TestZarrRoundTrip(FormatRoundTripTests):
         return _make_case(request.param)
 
     def assert_same(self, expected: Any, actual: Any) -> None:
-        assert type(actual) is type(expected)
-        xr.testing.assert_identical(expected, actual)
-        if isinstance(expected, xr.DataArray):
-            assert actual.name == expected.name
-        assert _is_lazy(actual), "opened object is not dask-backed"
+        rc.assert_same_raster(expected, actual)
 
 
-class TestZarrOnMemoryFilesystem(FormatRoundTripTests):
+class TestZarrOnMemoryFilesystem(OnMemoryFilesystem, FormatRoundTripTests):
     """The same contract through zarr's FsspecStore (a non-local tier)."""
 
     format_name = "zarr"
-    tier = "remote"
-
-    @pytest.fixture
-    def memory(self, tmp_path: Path) -> mg.Memory:
-        config = mg.StorageConfig.embedded(tmp_path / "memories")
-        remote = mg.TierConfig(url=f"memory://mg-{uuid.uuid4().hex}/remote")
-        return mg.Memory(replace(config, tiers={**config.tiers, "remote": remote}))
 
     @pytest.fixture(params=["cf_coder_attrs", "dataarray_unnamed", "chunked", "datatree"])
     def case(self, request: pytest.FixtureRequest) -> Any:
@@ -88,7 +69,7 @@ class TestZarrOnMemoryFilesystem(FormatRoundTripTests):
 
     def assert_same(self, expected: Any, actual: Any) -> None:
         xr.testing.assert_identical(expected, actual)
-        assert _is_lazy(actual)
+        assert rc.is_lazy(actual)
 
 
 # -- real rasters ------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from memories_geo.config import StorageConfig
 from memories_geo.errors import ChecksumMismatchError, KeyExistsError, KeyNotFoundError
 from memories_geo.memory import Memory
 
-__all__ = ["FormatRoundTripTests", "corrupt_one_file"]
+__all__ = ["FormatRoundTripTests", "OnMemoryFilesystem", "corrupt_one_file"]
 
 
 def corrupt_one_file(memory: Memory, key: str) -> str:
@@ -113,3 +113,24 @@ class FormatRoundTripTests:
         assert not backend.exists(entry.path)
         with pytest.raises(KeyNotFoundError):
             memory.open(self.key)
+
+
+class OnMemoryFilesystem:
+    """Mixin: run a round-trip class on a non-local tier (fsspec ``memory://``).
+
+    Put it first in the bases: ``class TestX(OnMemoryFilesystem, FormatRoundTripTests)``.
+    """
+
+    tier: ClassVar[str] = "remote"
+
+    @pytest.fixture
+    def memory(self, tmp_path: Path) -> Memory:
+        """An embedded collection plus a ``remote`` tier on fsspec's memory filesystem."""
+        import uuid
+        from dataclasses import replace
+
+        from memories_geo.config import TierConfig
+
+        config = StorageConfig.embedded(tmp_path / "memories")
+        remote = TierConfig(url=f"memory://mg-{uuid.uuid4().hex}/remote")
+        return Memory(replace(config, tiers={**config.tiers, "remote": remote}))
