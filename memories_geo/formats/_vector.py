@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import geopandas as gpd
 
 from memories_geo.errors import UnsupportedObjectError
 
-__all__ = ["as_frame", "series_name", "with_crs"]
+__all__ = ["as_frame", "check_bbox", "check_query", "series_name", "with_crs"]
 
 
 def as_frame(obj: Any, format_name: str) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
@@ -83,3 +85,27 @@ def with_crs(gdf: gpd.GeoDataFrame, crs: Any, *, kind: str) -> gpd.GeoDataFrame:
             f"reproject first with {var}.to_crs({crs!r})."
         )
     return gdf
+
+
+def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """``(minx, miny, maxx, maxy)`` as floats, or ``ValueError`` saying what is wrong."""
+    values = tuple(float(v) for v in bbox)
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"bbox must be 4 finite numbers (minx, miny, maxx, maxy), got {bbox!r}")
+    minx, miny, maxx, maxy = values
+    if minx > maxx or miny > maxy:
+        raise ValueError(
+            "bbox must be (minx, miny, maxx, maxy) with minx <= maxx and miny <= maxy, "
+            f"got {bbox!r}"
+        )
+    return minx, miny, maxx, maxy
+
+
+def check_query(query: Mapping[str, Any], allowed: Iterable[str], format_name: str) -> None:
+    """Raise ``TypeError`` naming query keywords the format does not take."""
+    allowed = list(allowed)
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"unknown query keyword(s) {unknown} for format {format_name!r}; valid: {allowed}"
+        )

@@ -165,19 +165,14 @@ class GeoJSONFormat(FileFormat):
         -------
         geopandas.GeoDataFrame or geopandas.GeoSeries
         """
-        from memories_geo.formats._vector import series_name
-        from memories_geo.formats.geoparquet import _check_bbox
+        from memories_geo.formats._vector import check_bbox, check_query, series_name
 
-        unknown = sorted(set(query) - set(_QUERY_KEYWORDS))
-        if unknown:
-            raise TypeError(
-                f"unknown query keyword(s) {unknown} for format 'geojson'; valid: {list(_QUERY_KEYWORDS)}"
-            )
+        check_query(query, _QUERY_KEYWORDS, self.name)
         is_series = object_info.get("type") == "GeoSeries"
         columns = query.get("columns")
         if is_series and columns is not None:
             raise ValueError("columns= does not apply to a stored GeoSeries (it has one column)")
-        box = _check_bbox(query["bbox"]) if query.get("bbox") is not None else None
+        box = check_bbox(query["bbox"]) if query.get("bbox") is not None else None
         gdf = _read(location, object_info, box, columns)
         gdf = _to_crs(gdf, query.get("crs"), object_info)
         if is_series:

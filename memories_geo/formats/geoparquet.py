@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import posixpath
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
-from memories_geo.formats._vector import as_frame, series_name, with_crs
+from memories_geo.formats._vector import as_frame, check_bbox, check_query, series_name, with_crs
 from memories_geo.formats.base import FileFormat, WriteOptions
 from memories_geo.types import CompressionLevel, Kind
 
@@ -741,7 +740,7 @@ def read_geoparquet(
     --------
     >>> read_geoparquet("/tmp/points.parquet", bbox=(-1, -1, 1, 1))  # doctest: +SKIP
     """
-    box = _check_bbox(bbox) if bbox is not None else None
+    box = check_bbox(bbox) if bbox is not None else None
     fs = filesystem
     if fs is None:
         from fsspec.implementations.local import LocalFileSystem
@@ -880,18 +879,6 @@ def _refine_to_bbox(
     return gdf.reset_index(drop=True) if renumber else gdf
 
 
-def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
-    values = tuple(float(v) for v in bbox)
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"bbox must be 4 finite numbers (minx, miny, maxx, maxy), got {bbox!r}")
-    minx, miny, maxx, maxy = values
-    if minx > maxx or miny > maxy:
-        raise ValueError(
-            "bbox must be (minx, miny, maxx, maxy) with minx <= maxx and miny <= maxy, "
-            f"got {bbox!r}"
-        )
-    return minx, miny, maxx, maxy
-
 
 class GeoParquetFormat(FileFormat):
     """GeoDataFrames and GeoSeries as one GeoParquet 1.1 file.
@@ -955,12 +942,7 @@ class GeoParquetFormat(FileFormat):
         -------
         geopandas.GeoDataFrame or geopandas.GeoSeries
         """
-        unknown = sorted(set(query) - set(_QUERY_KEYWORDS))
-        if unknown:
-            raise TypeError(
-                f"unknown query keyword(s) {unknown} for format 'geoparquet'; "
-                f"valid: {list(_QUERY_KEYWORDS)}"
-            )
+        check_query(query, _QUERY_KEYWORDS, self.name)
         is_series = object_info.get("type") == "GeoSeries"
         if is_series and query.get("columns") is not None:
             raise ValueError("columns= does not apply to a stored GeoSeries (it has one column)")

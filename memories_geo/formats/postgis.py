@@ -36,7 +36,7 @@ import numpy as np
 
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.footprint import Footprint, bbox_to_wgs84, vector_footprint
-from memories_geo.formats._vector import as_frame, series_name, with_crs
+from memories_geo.formats._vector import as_frame, check_bbox, check_query, series_name, with_crs
 from memories_geo.integrity import FileDigest, Manifest, compare_manifests
 from memories_geo.types import Kind
 
@@ -819,11 +819,7 @@ class PostGISFormat:
             Rows in their stored order. A filtered read of a layer whose index is a
             ``RangeIndex`` numbers its rows from 0, as GeoParquet reads do.
         """
-        unknown = sorted(set(query) - set(_QUERY_KEYWORDS))
-        if unknown:
-            raise TypeError(
-                f"unknown query keyword(s) {unknown} for format 'postgis'; valid: {list(_QUERY_KEYWORDS)}"
-            )
+        check_query(query, _QUERY_KEYWORDS, self.name)
         backend = _backend(location)
         is_series = object_info.get("type") == "GeoSeries"
         if is_series and query.get("columns") is not None:
@@ -1176,7 +1172,7 @@ def _select(
 
     conditions: list[sql.Composable] = []
     if bbox is not None:
-        box = _check_bbox(bbox)
+        box = check_bbox(bbox)
         active = next(e for e in info["columns"] if e["name"] == _active_name(info))
         geom = sql.Identifier(active["column"])
         envelope = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(
@@ -1236,19 +1232,6 @@ def _literal_value(value: Any) -> Any:
         return value.item()
     return value
 
-
-def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
-    import math
-
-    values = tuple(float(v) for v in bbox)
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"bbox must be 4 finite numbers (minx, miny, maxx, maxy), got {bbox!r}")
-    minx, miny, maxx, maxy = values
-    if minx > maxx or miny > maxy:
-        raise ValueError(
-            f"bbox must be (minx, miny, maxx, maxy) with minx <= maxx and miny <= maxy, got {bbox!r}"
-        )
-    return minx, miny, maxx, maxy
 
 
 def _read_adbc(backend: PostgresBackend, statement: sql.Composed, entries: list[dict[str, Any]]) -> pa.Table:
