@@ -766,3 +766,148 @@ def test_checksums_do_not_depend_on_the_client_encoding(
     mem.save(gdf, KEY, tier="warm")
     mem.verify(KEY)
     assert_same_vector(gdf, mem.open(KEY, engine="psycopg"))
+
+
+# -- large loads: partitions indexed while the next one loads ----------------------------------
+
+LARGE_ROWS = 2 * 250_000 + 3  # two partitions (PARTITION_MIN_ROWS is 250,000)
+
+
+def _large_layer(rows: int = LARGE_ROWS) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(-10, 30, rows), rng.uniform(35, 60, rows)
+    label = pd.array([f"s{i % 977}" if i % 11 else None for i in range(rows)], dtype=object)
+    gdf = gpd.GeoDataFrame(
+        {"count": rng.integers(0, 1000, rows), "value": rng.random(rows), "label": label},
+        geometry=gpd.points_from_xy(x, y), crs="EPSG:4326",
+    )
+    gdf["projected"] = gpd.GeoSeries(gpd.points_from_xy(x * 1e5, y * 1e5), crs="EPSG:3857")
+    return gdf
+
+
+@pytest.fixture(scope="module")
+def large_layer() -> gpd.GeoDataFrame:
+    return _large_layer()
+
+
+def _relkinds(dsn: str, schema: str) -> dict[str, str]:
+    rows = _query(dsn, "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+                  "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v')",
+                  (schema,))
+    return {name: kind for name, kind in rows if not name.startswith("memories_geo_")}
+
+
+def _indexes(dsn: str, schema: str, table: str) -> list[tuple[str, bool]]:
+    return sorted(_query(
+        dsn,
+        "SELECT am.amname, i.indisprimary FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = %s::regclass",
+        (f'"{schema}"."{table}"',),
+    ))
+
+
+def test_a_large_layer_is_loaded_as_indexed_partitions(
+    mem: mg.Memory, postgres_dsn: str, schema: str, large_layer: gpd.GeoDataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from memories_geo.formats import postgis
+
+    read_back = []
+    real_digest = postgis._table_digest
+    monkeypatch.setattr(postgis, "_table_digest", lambda *a: read_back.append(a) or real_digest(*a))
+    entry = mem.save(large_layer, KEY, tier="warm")
+    assert read_back == [], "the checksum of a partitioned load comes from its streams"
+    table = _table(mem, KEY)
+    partitions = [f"{table}_p0", f"{table}_p1"]
+    assert entry.object_info["partitions"] == partitions
+    kinds = _relkinds(postgres_dsn, schema)
+    assert kinds == {table: "p", partitions[0]: "r", partitions[1]: "r", view_name_for(KEY): "v"}
+    bounds = _query(postgres_dsn, "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                    "AND c.relispartition AND c.relkind = 'r' ORDER BY 1", (schema,))
+    half = LARGE_ROWS // 2
+    assert bounds == [(partitions[0], f"FOR VALUES FROM ('1') TO ('{half + 1}')"),
+                      (partitions[1], f"FOR VALUES FROM ('{half + 1}') TO ('{LARGE_ROWS + 1}')")]
+    # one GiST per geometry column and the primary key on every partition, attached to the
+    # parent's partitioned indexes (not built twice)
+    for name in [table, *partitions]:
+        assert _indexes(postgres_dsn, schema, name) == [("btree", True), ("gist", False), ("gist", False)]
+    analyzed = _query(postgres_dsn, "SELECT relname FROM pg_stat_user_tables WHERE schemaname = %s "
+                      "AND last_analyze IS NOT NULL ORDER BY 1", (schema,))
+    assert [r[0] for r in analyzed if r[0] != table] == partitions
+    listed = _query(postgres_dsn, "SELECT f_table_name, f_geometry_column, srid FROM geometry_columns "
+                    "WHERE f_table_schema = %s", (schema,))
+    for name in [table, *partitions, view_name_for(KEY)]:
+        expected_columns = {(name, "geometry", 4326), (name, "projected", 3857)}
+        assert {(n, c, s) for n, c, s in listed if n == name} == expected_columns
+    # the checksum is the whole table's, exactly what a read-back computes
+    backend = mem.tiers.backend("warm")
+    recomputed = real_digest(backend, table, backend.info_for(entry.path))[1]
+    assert mem.catalog.manifest(entry).files == {table: recomputed}
+    mem.verify(KEY)
+    assert_same_vector(large_layer, mem.open(KEY))
+    box = (5.0, 40.0, 5.5, 40.5)
+    expected = large_layer.cx[box[0]:box[2], box[1]:box[3]]
+    got = mem.open(KEY, bbox=box)
+    assert len(got) == len(expected) > 0
+    assert_same_vector(expected.reset_index(drop=True), got)
+
+
+def test_the_checksum_does_not_depend_on_the_partitioning(
+    tmp_path: Path, postgres_dsn: str, schema: str, large_layer: gpd.GeoDataFrame
+) -> None:
+    split_memory = _memory(tmp_path / "a", postgres_dsn, schema)
+    split = split_memory.save(large_layer, "split", tier="warm")
+    single_memory = _memory(tmp_path / "b", postgres_dsn, schema, load_partitions=1)
+    single = single_memory.save(large_layer, "single", tier="warm")
+    assert "partitions" not in single.object_info
+    assert _relkinds(postgres_dsn, schema)[single_memory.tiers.backend("warm").table_for(single.path)] == "r"
+    (split_digest,) = split_memory.catalog.manifest(split).files.values()
+    (single_digest,) = single_memory.catalog.manifest(single).files.values()
+    assert split_digest == single_digest
+
+
+def test_a_changed_row_in_a_partition_fails_verify(
+    mem: mg.Memory, postgres_dsn: str, schema: str, large_layer: gpd.GeoDataFrame
+) -> None:
+    mem.save(large_layer, KEY, tier="warm")
+    partition = f"{_table(mem, KEY)}_p1"
+    _query(postgres_dsn, sql.SQL("UPDATE {} SET value = value + 1 WHERE mg_row = %s").format(
+        sql.Identifier(schema, partition)), (LARGE_ROWS,))
+    with pytest.raises(ChecksumMismatchError):
+        mem.verify(KEY)
+
+
+def test_appending_to_a_partitioned_version_and_deleting_it(
+    mem: mg.Memory, postgres_dsn: str, schema: str, large_layer: gpd.GeoDataFrame
+) -> None:
+    mem.save(large_layer, KEY, tier="warm")
+    more = large_layer.iloc[:5].copy()
+    mem.save(more, KEY, tier="warm", mode="a")
+    expected = pd.concat([large_layer, more], ignore_index=True)
+    assert_same_vector(expected, mem.open(KEY))
+    mem.verify(KEY)
+    assert_same_vector(large_layer, mem.open(KEY, version=1))
+    mem.delete(KEY)
+    assert _relkinds(postgres_dsn, schema) == {}
+
+
+def test_a_partition_the_server_refuses_leaves_nothing(
+    mem: mg.Memory, postgres_dsn: str, schema: str, large_layer: gpd.GeoDataFrame
+) -> None:
+    """A COPY failing in the second partition removes the first one and the parent too."""
+    gdf = large_layer.copy()
+    gdf["label"] = gdf["label"].astype(object)
+    gdf.loc[LARGE_ROWS - 2, "label"] = "bad\x00text"
+    with pytest.raises(FormatError, match=r"label"):
+        mem.save(gdf, KEY, tier="warm")
+    assert _relkinds(postgres_dsn, schema) == {}
+    assert mem.tiers.backend("warm").version_paths() == []
+    assert mem.catalog.staged_versions() == []
+
+
+@pytest.mark.parametrize("value", [0, 9, "many", True, 2.5])
+def test_load_partitions_is_validated(postgres_dsn: str, value: Any) -> None:
+    with pytest.raises(mg.ConfigError, match="load_partitions must be an integer from 1 to 8"):
+        PostgresBackend(postgres_dsn, {"load_partitions": value})
+    assert PostgresBackend(postgres_dsn, {"load_partitions": "3"}).load_partitions == 3

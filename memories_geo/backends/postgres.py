@@ -49,7 +49,11 @@ REGISTRY_TABLE = "memories_geo_tables"
 #: Registry of published views: key -> view name and the version table it shows.
 VIEWS_TABLE = "memories_geo_views"
 
-_OPTION_KEYS = {"schema", "password", "min_size", "max_size", "timeout", "application_name"}
+_OPTION_KEYS = {
+    "schema", "password", "min_size", "max_size", "timeout", "application_name", "load_partitions"
+}
+#: Most partitions a large load is split into (each is indexed while the next one loads).
+MAX_LOAD_PARTITIONS = 8
 _LOCK_ID = 0x6D656D67  # "memg": serialises creation of the registry tables
 
 
@@ -110,7 +114,9 @@ class PostgresBackend:
         ``schema`` (default ``"public"``): where tables and views are created;
         ``password``; ``min_size`` / ``max_size`` of the connection pool (default 1 / 4);
         ``timeout`` (seconds to wait for a connection, default 30);
-        ``application_name``. Never shown.
+        ``application_name``; ``load_partitions`` (default 2, at most 8): how many
+        partitions a large new version table (250,000 rows or more per partition) is
+        split into so their indexes build in parallel, 1 for one plain table. Never shown.
 
     Notes
     -----
@@ -142,6 +148,7 @@ class PostgresBackend:
         self.url = url
         self.schema = str(options.pop("schema", "public"))
         self._password = options.pop("password", None)
+        self.load_partitions = _load_partitions(options.pop("load_partitions", 2))
         self._pool_options = options
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
@@ -361,6 +368,20 @@ class PostgresBackend:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _load_partitions(value: Any) -> int:
+    """The ``load_partitions`` option as an int from 1 to :data:`MAX_LOAD_PARTITIONS` (``"4"`` allowed)."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if number is None or not 1 <= number <= MAX_LOAD_PARTITIONS:
+        raise ConfigError(
+            f"load_partitions must be an integer from 1 to {MAX_LOAD_PARTITIONS}, got {value!r}"
+        )
+    return number
 
 
 def _redact(text: str, password: Any) -> str:

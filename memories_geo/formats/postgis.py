@@ -17,6 +17,13 @@ named and found). A write:
    (a ``bigint`` numbering rows in order) in parallel, reading the table back to
    checksum it alongside when the stream's digest is not used, then runs ``ANALYZE``.
 
+A new table of at least ``2 * PARTITION_MIN_ROWS`` rows is instead partitioned by row
+id (the backend's ``load_partitions``, default 2): each partition is created and loaded
+with ``COPY ... (FREEZE)`` in its own transaction and indexed, primary-keyed and
+analysed on another connection while the next one loads; the parent's partitioned
+indexes then attach the partitions' own. The streams are hashed as the one stream the
+server writes for the whole table, so the checksum does not depend on the partitioning.
+
 :meth:`PostGISFormat.publish` then points the view named after the key at the new
 table, in one transaction. Reading selects from the version table with ``bbox=``,
 ``columns=`` and ``where=`` pushed down to the server, ordered by row id.
@@ -25,6 +32,7 @@ table, in one transaction. Reading selects from the version table with ``bbox=``
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,6 +70,9 @@ ENGINES = ("adbc", "psycopg")
 
 #: Name of the row-id column (a free variant is used when the layer has one of its own).
 ROW_ID = "mg_row"
+
+#: Fewest rows of a partition: smaller loads go into one plain table.
+PARTITION_MIN_ROWS = 250_000
 
 _QUERY_KEYWORDS = ("bbox", "columns", "where", "engine")
 _CHUNK_ROWS = 1 << 17
@@ -418,9 +429,18 @@ class _Prepared:
         Attribute columns are cast (and so checked) before this returns; the EWKB of
         each chunk of geometries is made when its batch is asked for.
         """
+        names, (batches,) = self.load_parts(srids, first_row, [0, len(self.frame)], chunk_rows)
+        return names, batches
+
+    def load_parts(
+        self, srids: Mapping[str, int], first_row: int, bounds: Sequence[int], chunk_rows: int = _CHUNK_ROWS
+    ) -> tuple[list[str], list[Iterator[pa.RecordBatch]]]:
+        """Like :meth:`load_batches`, with one batch iterator per row range ``bounds[i]:bounds[i + 1]``.
+
+        ``bounds`` are positions in the frame; row ids start at ``first_row``.
+        """
         import pyarrow as pa
 
-        n = len(self.frame)
         names = [self.info["row_id"], *(e["column"] for e in self.info["columns"])]
         columns: list[Any] = []
         for i, entry in enumerate(self.info["columns"]):
@@ -432,9 +452,9 @@ class _Prepared:
                 loaded = _to_load_type(self.table.column(i), _pg_type(field, field.name)[1], field.name)
                 columns.append(loaded.combine_chunks())
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            for start in range(0, n, chunk_rows):
-                stop = min(n, start + chunk_rows)
+        def batches(first: int, end: int) -> Iterator[pa.RecordBatch]:
+            for start in range(first, end, chunk_rows):
+                stop = min(end, start + chunk_rows)
                 arrays = [pa.array(np.arange(first_row + start, first_row + stop, dtype=np.int64))]
                 for column in columns:
                     if isinstance(column, tuple):
@@ -443,7 +463,7 @@ class _Prepared:
                         arrays.append(column.slice(start, stop - start))
                 yield pa.RecordBatch.from_arrays(arrays, names=names)
 
-        return names, batches()
+        return names, [batches(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _schema(info: Mapping[str, Any]) -> pa.Schema:
@@ -593,9 +613,15 @@ class PostGISFormat:
             first_row = previous_info["rows"] + 1
         table = table_name_for(location.path)
         target = backend.identifier(table)
+        row_id = sql.Identifier(info["row_id"])
         # A new table loaded by our own COPY stream: created, registered and loaded in one
         # transaction (so COPY FREEZE applies), with the checksum computed from what was sent.
+        # A large one is split into partitions by row id, each loaded in its own transaction
+        # and indexed while the next one loads.
         streamed = engine == "psycopg" and previous_table is None
+        bounds = _partition_bounds(len(frame), backend.load_partitions) if streamed else [0, len(frame)]
+        partitioned = len(bounds) > 2
+        digest = _StreamDigest()
         sent: FileDigest | None = None
         with backend.connection() as con:
             srids = {
@@ -605,26 +631,34 @@ class PostGISFormat:
                 if e.get("geometry"):
                     e["srid"] = srids[e["name"]]
                     e["type"] = _typmod(e["summary"], e["srid"])
-            definitions = [sql.SQL("{} bigint NOT NULL").format(sql.Identifier(info["row_id"]))] + [
+            if partitioned:
+                info["partitions"] = [_partition_name(table, i) for i in range(len(bounds) - 1)]
+            definitions = [sql.SQL("{} bigint NOT NULL").format(row_id)] + [
                 sql.SQL("{} {}").format(sql.Identifier(e["column"]), sql.SQL(e["type"]))
                 for e in info["columns"]
             ]
-            con.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(definitions)))
+            layout = sql.SQL(" PARTITION BY RANGE ({})").format(row_id) if partitioned else sql.SQL("")
+            con.execute(sql.SQL("CREATE TABLE {} ({}){}").format(
+                target, sql.SQL(", ").join(definitions), layout
+            ))
             con.execute(
                 sql.SQL("INSERT INTO {} (path, table_name, key, info) VALUES (%s, %s, %s, %s)").format(
                     backend.identifier(REGISTRY_TABLE)
                 ),
                 (location.path, table, location.path.split("/@v/", 1)[0], json.dumps(info)),
             )
-            if streamed:
-                names, batches = prepared.load_batches(srids, first_row)
-                digest, head = _copy_in(con, backend, table, names, batches, len(frame), freeze=True)
-                if _stream_matches_server(con, backend, table, info["row_id"], head):
-                    sent = digest
+            if streamed and not partitioned:
+                names, (batches,) = prepared.load_parts(srids, first_row, bounds)
+                _copy_in(con, backend, table, names, batches, len(frame), digest, freeze=True)
+                if _stream_matches_server(con, backend, table, info["row_id"], bytes(digest.head)):
+                    sent = digest.finish()
+        if partitioned:
+            manifest, footprint = self._load_partitions(backend, table, info, prepared, srids, bounds)
+            return WriteResult(manifest=manifest, footprint=footprint, object_info=info)
         if previous_table is not None:
             with backend.connection() as con:
                 con.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} ORDER BY {}").format(
-                    target, backend.identifier(previous_table), sql.Identifier(info["row_id"])
+                    target, backend.identifier(previous_table), row_id
                 ))
         if len(frame) and not streamed:
             _LOADERS[engine](backend, table, prepared, srids, first_row)
@@ -659,12 +693,7 @@ class PostGISFormat:
                 con.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 con.execute(statement)
 
-        statements = [
-            sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
-                sql.Identifier(f"{table}_g{i}"), target, sql.Identifier(e["column"])
-            )
-            for i, e in enumerate(info["columns"]) if e.get("geometry")
-        ]
+        statements = _gist_indexes(backend, table, info)
         statements.append(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(pkey, target, row_id))
         workers = max(1, min(len(statements) + (sent is None), backend.pool.max_size))
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -678,6 +707,61 @@ class PostGISFormat:
             ))
             con.execute(sql.SQL("ANALYZE {}").format(target))
         return Manifest({name: file_digest})
+
+    def _load_partitions(
+        self,
+        backend: PostgresBackend,
+        table: str,
+        info: Mapping[str, Any],
+        prepared: _Prepared,
+        srids: Mapping[str, int],
+        bounds: Sequence[int],
+    ) -> tuple[Manifest, Footprint]:
+        """Load a new partitioned table: each partition is indexed while the next one loads.
+
+        Partition ``i`` holds the rows at positions ``bounds[i]:bounds[i + 1]``; it is
+        created and loaded with ``COPY ... (FREEZE)`` in one transaction. The streams
+        are hashed as one, in row order, so the checksum is the whole table's.
+        """
+        from psycopg import sql
+
+        digest = _StreamDigest()
+        echoed = False
+        names, parts = prepared.load_parts(srids, 1, bounds)
+        with ThreadPoolExecutor(max_workers=len(parts) + 1) as pool:
+            extent = pool.submit(vector_footprint, prepared.frame)
+            indexed = []
+            for i, (batches, partition) in enumerate(zip(parts, info["partitions"], strict=True)):
+                low, high = 1 + bounds[i], 1 + bounds[i + 1]
+                statement = sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
+                target = backend.identifier(partition)
+                with backend.connection() as con:
+                    con.execute(statement.format(
+                        target, backend.identifier(table), sql.Literal(low), sql.Literal(high)
+                    ))
+                    _copy_in(con, backend, partition, names, batches, high - low, digest, freeze=True)
+                    if i == 0:
+                        head = bytes(digest.head)
+                        echoed = _stream_matches_server(con, backend, partition, info["row_id"], head)
+                indexed.append(pool.submit(_index_partition, backend, partition, info))
+            for job in indexed:
+                job.result()
+            footprint = extent.result()
+        manifest = self._finish_partitioned(backend, table, info, digest.finish() if echoed else None)
+        return manifest, footprint
+
+    def _finish_partitioned(
+        self, backend: PostgresBackend, table: str, info: Mapping[str, Any], sent: FileDigest | None
+    ) -> Manifest:
+        """Partitioned indexes over the partitions' own (already built), checksum.
+
+        ``CREATE INDEX`` and ``ADD PRIMARY KEY`` on the parent attach the matching index
+        of every partition instead of building new ones.
+        """
+        with backend.connection() as con:
+            _create_indexes(con, backend, table, info, primary_key=f"{table}_pkey")
+        name, digest = (table, sent) if sent is not None else _table_digest(backend, table, info)
+        return Manifest({name: digest})
 
     def _footprint(
         self, backend: PostgresBackend, table: str, info: Mapping[str, Any], frame: gpd.GeoDataFrame
@@ -865,6 +949,61 @@ class PostGISFormat:
         return f"<{type(self).__name__} format={self.name!r}>"
 
 
+def _partition_bounds(rows: int, most: int) -> list[int]:
+    """Row positions splitting a load into partitions of at least :data:`PARTITION_MIN_ROWS` rows.
+
+    Examples
+    --------
+    >>> _partition_bounds(1_000_000, 2)
+    [0, 500000, 1000000]
+    >>> _partition_bounds(300_000, 2)
+    [0, 300000]
+    """
+    count = max(1, min(most, rows // PARTITION_MIN_ROWS))
+    return [rows * i // count for i in range(count + 1)]
+
+
+def _partition_name(table: str, i: int) -> str:
+    """Name of partition ``i`` of ``table`` (at most 59 bytes: its index names stay under 63)."""
+    return f"{table}_p{i}"
+
+
+def _index_partition(backend: PostgresBackend, partition: str, info: Mapping[str, Any]) -> None:
+    """GiST index per geometry column, primary key on the row id, then ``ANALYZE``, of one partition."""
+    from psycopg import sql
+
+    with backend.connection() as con:
+        con.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        _create_indexes(con, backend, partition, info, primary_key=f"{partition}_pk")
+        con.execute(sql.SQL("ANALYZE {}").format(backend.identifier(partition)))
+
+
+def _gist_indexes(backend: PostgresBackend, table: str, info: Mapping[str, Any]) -> list[sql.Composed]:
+    """``CREATE INDEX`` statements of the GiST index of each geometry column of ``table``."""
+    from psycopg import sql
+
+    return [
+        sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+            sql.Identifier(f"{table}_g{i}"), backend.identifier(table), sql.Identifier(e["column"])
+        )
+        for i, e in enumerate(info["columns"]) if e.get("geometry")
+    ]
+
+
+def _create_indexes(
+    con: psycopg.Connection[Any], backend: PostgresBackend, table: str, info: Mapping[str, Any],
+    *, primary_key: str,
+) -> None:
+    """The GiST indexes, then the primary key on the row id, one after the other on ``con``."""
+    from psycopg import sql
+
+    for statement in _gist_indexes(backend, table, info):
+        con.execute(statement)
+    con.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+        backend.identifier(table), sql.Identifier(primary_key), sql.Identifier(info["row_id"])
+    ))
+
+
 def _crs(entry: Mapping[str, Any]) -> Any:
     import pyproj
 
@@ -1018,38 +1157,54 @@ def _body(rows: pa.Array) -> memoryview:
     return memoryview(rows.buffers()[2])[int(offsets[0]): int(offsets[-1])]
 
 
-def _send_copy(copy: psycopg.Copy, batches: Iterator[pa.RecordBatch]) -> tuple[FileDigest, bytes]:
-    """Write a whole binary ``COPY`` stream; its size and xxh3-128, and its first bytes.
+class _StreamDigest:
+    """Size, xxh3-128 and first bytes of a table's binary ``COPY`` form, fed in row order.
+
+    One table may be loaded by several ``COPY`` commands (one per partition); each sends
+    its own header and trailer, but the digest covers the single stream the server
+    writes for the whole table: one header, every row in order, one trailer.
+    """
+
+    def __init__(self) -> None:
+        import xxhash
+
+        self._hash = xxhash.xxh3_128()
+        self.size = 0
+        self.head = bytearray()
+        self.update(COPY_HEADER)
+
+    def update(self, block: bytes | memoryview) -> None:
+        self._hash.update(block)
+        self.size += len(block)
+        if len(self.head) < _SPOT_CHECK_BYTES:
+            self.head.extend(block[: _SPOT_CHECK_BYTES - len(self.head)])
+
+    def finish(self) -> FileDigest:
+        """The digest of the whole stream (call once, after the last rows)."""
+        self.update(COPY_TRAILER)
+        return FileDigest(self.size, self._hash.hexdigest())
+
+
+def _send_copy(copy: psycopg.Copy, batches: Iterator[pa.RecordBatch], digest: _StreamDigest) -> None:
+    """Write one binary ``COPY`` stream of ``batches``, adding its rows to ``digest``.
 
     The stream of the next chunk is built in a worker thread while the current one is sent.
     """
-    import xxhash
-
-    h = xxhash.xxh3_128()
-    size = 0
-    head = bytearray()
-
-    def send(block: bytes | memoryview) -> None:
-        nonlocal size
-        h.update(block)
-        size += len(block)
-        if len(head) < _SPOT_CHECK_BYTES:
-            head.extend(block[: _SPOT_CHECK_BYTES - len(head)])
-        copy.write(block)
 
     def build() -> list[pa.Array] | None:
         batch = next(batches, None)
         return None if batch is None else _copy_chunks(batch)
 
-    send(COPY_HEADER)
+    copy.write(COPY_HEADER)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(build)
         while (chunks := pending.result()) is not None:
             pending = pool.submit(build)
             for rows in chunks:
-                send(_body(rows))
-    send(COPY_TRAILER)
-    return FileDigest(size, h.hexdigest()), bytes(head)
+                body = _body(rows)
+                digest.update(body)
+                copy.write(body)
+    copy.write(COPY_TRAILER)
 
 
 def _copy_in(
@@ -1059,9 +1214,10 @@ def _copy_in(
     names: list[str],
     batches: Iterator[pa.RecordBatch],
     rows: int,
+    digest: _StreamDigest,
     *,
     freeze: bool,
-) -> tuple[FileDigest, bytes]:
+) -> None:
     """Load ``batches`` with one binary ``COPY`` on ``con`` (inside its transaction)."""
     from psycopg import sql
 
@@ -1072,10 +1228,9 @@ def _copy_in(
     con.execute("SET LOCAL client_encoding TO 'UTF8'")
     cur = con.cursor()
     with cur.copy(statement) as copy:
-        digest, head = _send_copy(copy, iter(batches))
+        _send_copy(copy, iter(batches), digest)
     if cur.rowcount != rows:
         raise FormatError(f"COPY into {table} loaded {cur.rowcount} rows instead of {rows}")
-    return digest, head
 
 
 def _stream_matches_server(
@@ -1112,7 +1267,7 @@ def _stream_matches_server(
     body = bytes(sample[len(COPY_HEADER): -len(COPY_TRAILER)])
     sent = head[len(COPY_HEADER):]
     if not body:
-        return sent == COPY_TRAILER
+        return not sent
     k = min(len(body), len(sent))
     return body[:k] == sent[:k]
 
@@ -1132,7 +1287,7 @@ def _load_psycopg(backend: PostgresBackend, table: str, prepared: _Prepared, sri
                   first_row: int) -> None:
     names, batches = prepared.load_batches(srids, first_row)
     with backend.connection() as con:
-        _copy_in(con, backend, table, names, batches, len(prepared.frame), freeze=False)
+        _copy_in(con, backend, table, names, batches, len(prepared.frame), _StreamDigest(), freeze=False)
 
 
 _LOADERS = {"adbc": _load_adbc, "psycopg": _load_psycopg}
