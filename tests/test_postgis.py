@@ -39,23 +39,8 @@ pytestmark = pytest.mark.postgres
 KEY = "tests/layer"
 INJECTION_KEY = "Robert'); DROP TABLE--"
 
-#: Cases whose only change is times rounded to microseconds (PostgreSQL's resolution).
-MICROSECOND_CASES = {
-    "attributes-us": lambda: _floor_ns(attributes_frame()),
-    "attributes-one-row-us": lambda: _floor_ns(attributes_frame(1)),
-}
-#: Cases PostgreSQL cannot hold as they are (see docs/postgis.md, "Limitations").
-NOT_REPRESENTABLE = {"attributes", "attributes-one-row"}
-ROUND_TRIP_CASES = {
-    **{k: v for k, v in VECTOR_CASES.items() if k not in NOT_REPRESENTABLE},
-    **MICROSECOND_CASES,
-}
-
-
-def _floor_ns(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    gdf["datetime_ns"] = gdf["datetime_ns"].dt.floor("us")
-    return gdf
-
+#: The whole vector test matrix, as every format runs it.
+ROUND_TRIP_CASES = dict(VECTOR_CASES)
 
 
 def _schema_fixture(dsn: str):
@@ -145,25 +130,60 @@ class TestPostGISRoundTrip(FormatRoundTripTests):
         assert_same_vector(before, case)
 
 
-@pytest.mark.parametrize("name", sorted(NOT_REPRESENTABLE))
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedObjectError,
-    reason="PostgreSQL timestamps hold microseconds: a datetime64[ns] column with "
-    "sub-microsecond values is refused (never silently rounded)",
-)
-def test_limitation_nanosecond_times(mem: mg.Memory, name: str) -> None:
-    gdf = make_case(name)
-    mem.save(gdf, KEY, tier="warm")
-    assert_same_vector(gdf, mem.open(KEY))
+# -- nanosecond times ---------------------------------------------------------------------
 
 
-def test_nanosecond_refusal_names_the_column_and_the_fix(mem: mg.Memory) -> None:
-    with pytest.raises(UnsupportedObjectError, match=r"datetime_ns.*dt\.floor\('us'\)"):
-        mem.save(attributes_frame(), KEY, tier="warm")
-    with pytest.raises(mg.KeyNotFoundError):
-        mem.info(KEY)
-    assert mem.tiers.backend("warm").version_paths() == []
+def _nanosecond_layer() -> gpd.GeoDataFrame:
+    times = ["1969-12-31T23:59:59.999999999", None, "2024-01-01T00:00:00.000000001", "1677-09-22",
+             "2262-04-11T23:47:16.854775807", "2024-06-01T12:00:00.123456789"]
+    return gpd.GeoDataFrame(
+        {
+            "when": pd.array(times, dtype="datetime64[ns]"),
+            "when_paris": pd.to_datetime(pd.array(times, dtype="datetime64[ns]")).tz_localize("Europe/Paris"),
+            "whole_us": pd.array(["2024-01-01T00:00:00.000001"] * 6, dtype="datetime64[ns]"),
+            "when.ns": np.arange(6),  # the name a companion column would take first
+        },
+        geometry=[Point(i, i) for i in range(6)], crs="EPSG:4326",
+    )
+
+
+@pytest.mark.parametrize("engine", ["adbc", "psycopg"])
+def test_nanosecond_times_round_trip_through_a_companion_column(
+    mem: mg.Memory, postgres_dsn: str, schema: str, engine: str
+) -> None:
+    """PostgreSQL keeps microseconds: the rest (0-999 ns) goes into a smallint column beside them."""
+    gdf = _nanosecond_layer()
+    entry = mem.save(gdf, KEY, tier="warm")
+    assert_same_vector(gdf, mem.open(KEY, engine=engine))
+    mem.verify(KEY)
+    columns = {e["name"]: e for e in entry.object_info["columns"]}
+    assert "ns_column" not in columns["whole_us"]
+    assert "ns_column" not in columns["when.ns"]
+    companion = columns["when"]["ns_column"]
+    assert companion not in {e["column"] for e in entry.object_info["columns"]}
+    # SQL clients see a microsecond timestamp (floored, so it never moves a time forward) and the rest
+    rows = _query(postgres_dsn, sql.SQL("SELECT {}, {}, {} FROM {} ORDER BY mg_row").format(
+        sql.Identifier(columns["when"]["column"]), sql.Identifier(companion),
+        sql.Identifier(columns["when_paris"]["ns_column"]), sql.Identifier(schema, view_name_for(KEY))))
+    assert [r[1] for r in rows] == [999, None, 1, 0, 807, 789]
+    assert [r[2] for r in rows] == [999, None, 1, 0, 807, 789]
+    assert str(rows[0][0]) == "1969-12-31 23:59:59.999999"
+    back = mem.open(KEY, columns=["when"], where={"when.ns": 4}, engine=engine)
+    assert back["when"].tolist() == [gdf["when"][4]]
+
+
+def test_appending_nanosecond_times_to_a_layer_without_them(mem: mg.Memory) -> None:
+    first = _nanosecond_layer()
+    first["when"] = first["when"].dt.floor("us")
+    first["when_paris"] = first["when_paris"].dt.floor("us")
+    mem.save(first, KEY, tier="warm")
+    assert all("ns_column" not in e for e in mem.info(KEY).object_info["columns"])
+    more = _nanosecond_layer()
+    mem.save(more, KEY, tier="warm", mode="a")
+    assert_same_vector(pd.concat([first, more], ignore_index=True), mem.open(KEY))
+    mem.save(first, KEY, tier="warm", mode="a")  # and back: rows without a rest append too
+    assert_same_vector(pd.concat([first, more, first], ignore_index=True), mem.open(KEY))
+    mem.verify(KEY)
 
 
 # -- configuration, registry, backend -----------------------------------------------------
@@ -445,11 +465,11 @@ def test_bbox_is_validated(mem: mg.Memory) -> None:
 
 
 def test_columns_reads_only_those_columns(mem: mg.Memory) -> None:
-    gdf = _floor_ns(attributes_frame())
+    gdf = attributes_frame()
     gdf.index = pd.Index(list("vwxyz"), name="code")
     mem.save(gdf, KEY, tier="warm")
-    back = mem.open(KEY, columns=["unicode", "datetime_paris", "geometry"])
-    assert_same_vector(gdf[["unicode", "datetime_paris", "geometry"]], back)
+    back = mem.open(KEY, columns=["unicode", "datetime_ns", "datetime_paris", "geometry"])
+    assert_same_vector(gdf[["unicode", "datetime_ns", "datetime_paris", "geometry"]], back)
     assert list(mem.open(KEY, columns=["int64"]).columns) == ["int64", "geometry"]
     with pytest.raises(ValueError, match="unknown column"):
         mem.open(KEY, columns=["nope"])

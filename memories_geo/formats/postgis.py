@@ -12,7 +12,9 @@ named and found). A write:
    That stream is byte for byte what the server's own ``COPY ... TO STDOUT (FORMAT
    binary)`` of the table writes, so its xxh3-128 is the table's checksum; the first
    rows are read back and compared to make sure (else the table is read back whole).
-   ``engine="adbc"`` loads with ADBC's Arrow-native ingest in its own transaction;
+   ``engine="adbc"`` loads with ADBC's Arrow-native ingest in its own transaction.
+   A nanosecond timestamp column with sub-microsecond times is stored as microseconds
+   plus a ``smallint`` companion column holding the rest, joined back on reading;
 3. builds the GiST index of each geometry column and the primary key on the row id
    (a ``bigint`` numbering rows in order) in parallel, reading the table back to
    checksum it alongside when the stream's digest is not used, then runs ``ANALYZE``.
@@ -172,12 +174,72 @@ def _to_load_type(column: pa.ChunkedArray, target: Any, name: str) -> pa.Chunked
     try:
         return column.cast(target, safe=True)
     except pa.ArrowInvalid as exc:
-        if pa.types.is_timestamp(column.type):
-            raise UnsupportedObjectError(
-                f"column {name!r} holds sub-microsecond times, beyond PostgreSQL's microsecond "
-                f"timestamps; round them first: gdf[{name!r}] = gdf[{name!r}].dt.floor('us')"
-            ) from None
         raise UnsupportedObjectError(f"column {name!r} cannot be stored as {target}: {exc}") from None
+
+
+def _has_sub_microseconds(column: pa.ChunkedArray) -> bool:
+    """Whether a timestamp column holds times PostgreSQL's microsecond timestamps cannot."""
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_dictionary(kind) or not pa.types.is_timestamp(kind) or kind.unit != "ns":
+        return False
+    values = column.cast(pa.int64()).fill_null(0).to_numpy()
+    return bool(len(values)) and bool(np.any(values % 1000))
+
+
+def _split_nanoseconds(column: pa.Array, target: Any) -> tuple[pa.Array, pa.Array]:
+    """A nanosecond timestamp column as microseconds (floored, type ``target``) plus the rest (0-999).
+
+    :func:`_join_nanoseconds` puts them back together exactly.
+    """
+    import pyarrow as pa
+
+    valid = np.asarray(column.is_valid())
+    nanoseconds = column.cast(pa.int64()).fill_null(0).to_numpy()
+    micro = np.floor_divide(nanoseconds, 1000)
+    rest = (nanoseconds - micro * 1000).astype(np.int16)
+    micro_array = pa.array(micro, type=pa.int64(), mask=~valid).cast(target)
+    return micro_array, pa.array(rest, type=pa.int16(), mask=~valid)
+
+
+def _join_nanoseconds(raw: pa.Table, entries: list[dict[str, Any]]) -> pa.Table:
+    """One column per entry: timestamps read with a nanosecond companion column are joined to it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not any(e.get("ns_column") for e in entries):
+        return raw
+    arrays, names, i = [], [], 0
+    for entry in entries:
+        column, name = raw.column(i), raw.column_names[i]
+        i += 1
+        if entry.get("ns_column"):
+            rest = raw.column(i).cast(pa.int64()).fill_null(0)
+            micro = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+            column = pc.add(pc.multiply(micro, 1000), rest).cast(pa.timestamp("ns", tz=column.type.tz))
+            i += 1
+        arrays.append(column)
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _column_types(info: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Stored columns of ``info["columns"]`` (nanosecond companions after their timestamps) and types."""
+    result = []
+    for entry in info["columns"]:
+        result.append((entry["column"], entry["type"]))
+        if entry.get("ns_column"):
+            result.append((entry["ns_column"], "smallint"))
+    return result
+
+
+def _stored_columns(info: Mapping[str, Any]) -> list[str]:
+    """Every column of a version table, in order: the row id, then those of :func:`_column_types`."""
+    names = [info["row_id"]]
+    for entry in info["columns"]:
+        names += [entry["column"], entry["ns_column"]] if entry.get("ns_column") else [entry["column"]]
+    return names
 
 
 def _b64(data: bytes) -> str:
@@ -386,6 +448,12 @@ class _Prepared:
                     raise UnsupportedObjectError(f"geometry column {field.name!r} has no CRS; set one first")
             else:
                 entry["type"] = _pg_type(field, field.name)[0]
+                if _has_sub_microseconds(table.column(i)):
+                    companion = safe_identifier(f"{column}.ns", reserved=taken | {row_id})
+                    while companion in used or companion in names:
+                        companion = safe_identifier(companion + "_", reserved=taken | {row_id})
+                    used.add(companion)
+                    entry["ns_column"] = companion
                 if pa.types.is_dictionary(field.type):
                     chunk = table.column(i).chunks
                     dictionary = chunk[0].dictionary if chunk else pa.array([], field.type.value_type)
@@ -441,16 +509,19 @@ class _Prepared:
         """
         import pyarrow as pa
 
-        names = [self.info["row_id"], *(e["column"] for e in self.info["columns"])]
+        names = _stored_columns(self.info)
         columns: list[Any] = []
         for i, entry in enumerate(self.info["columns"]):
             if entry.get("geometry"):
                 gname = next(c for c in self.frame.columns if str(c) == entry["name"])
                 columns.append((np.asarray(self.frame[gname].values._data), srids[entry["name"]]))
+                continue
+            field = self.table.schema.field(i)
+            target = _pg_type(field, field.name)[1]
+            if entry.get("ns_column"):
+                columns.extend(_split_nanoseconds(self.table.column(i).combine_chunks(), target))
             else:
-                field = self.table.schema.field(i)
-                loaded = _to_load_type(self.table.column(i), _pg_type(field, field.name)[1], field.name)
-                columns.append(loaded.combine_chunks())
+                columns.append(_to_load_type(self.table.column(i), target, field.name).combine_chunks())
 
         def batches(first: int, end: int) -> Iterator[pa.RecordBatch]:
             for start in range(first, end, chunk_rows):
@@ -515,6 +586,8 @@ def _check_append(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
                     "reproject them first with gdf.to_crs(...)"
                 )
             entry["summary"] = _merge_summaries(old["summary"], fresh["summary"], new["rows"])
+        elif fresh.get("ns_column") and not old.get("ns_column"):
+            entry["ns_column"] = fresh["ns_column"]  # the older rows' rest is NULL, read as 0
         columns.append(entry)
     rows = previous["rows"] + new["rows"]
     schema = old_schema
@@ -634,8 +707,8 @@ class PostGISFormat:
             if partitioned:
                 info["partitions"] = [_partition_name(table, i) for i in range(len(bounds) - 1)]
             definitions = [sql.SQL("{} bigint NOT NULL").format(row_id)] + [
-                sql.SQL("{} {}").format(sql.Identifier(e["column"]), sql.SQL(e["type"]))
-                for e in info["columns"]
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+                for name, kind in _column_types(info)
             ]
             layout = sql.SQL(" PARTITION BY RANGE ({})").format(row_id) if partitioned else sql.SQL("")
             con.execute(sql.SQL("CREATE TABLE {} ({}){}").format(
@@ -657,8 +730,9 @@ class PostGISFormat:
             return WriteResult(manifest=manifest, footprint=footprint, object_info=info)
         if previous_table is not None:
             with backend.connection() as con:
-                con.execute(sql.SQL("INSERT INTO {} SELECT * FROM {} ORDER BY {}").format(
-                    target, backend.identifier(previous_table), row_id
+                copied = sql.SQL(", ").join(sql.Identifier(c) for c in _stored_columns(previous_info))
+                con.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
+                    target, copied, copied, backend.identifier(previous_table), row_id
                 ))
         if len(frame) and not streamed:
             _LOADERS[engine](backend, table, prepared, srids, first_row)
@@ -916,7 +990,7 @@ class PostGISFormat:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         entries = _selected(object_info, query.get("columns"))
         statement = _select(backend, table, object_info, entries, query.get("bbox"), query.get("where"))
-        raw = _READERS[engine](backend, statement, entries)
+        raw = _join_nanoseconds(_READERS[engine](backend, statement, entries), entries)
         gdf = _to_geodataframe(raw, object_info, entries)
         if is_series:
             return gdf.geometry.rename(series_name(object_info.get("name")))
@@ -1337,7 +1411,8 @@ def _select(
     if where is not None:
         conditions.append(_where(info, where))
     query = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(sql.Identifier(e["column"]) for e in entries), backend.identifier(table)
+        sql.SQL(", ").join(sql.Identifier(name) for name, _ in _column_types({"columns": entries})),
+        backend.identifier(table),
     )
     if conditions:
         query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(conditions))
@@ -1410,11 +1485,9 @@ def _read_psycopg(
         names = [d.name for d in cur.description or []]
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrays = []
-    for entry, values in zip(entries, columns, strict=True):
-        if entry.get("geometry"):
-            arrays.append(pa.array(list(values), type=pa.binary()))
-        else:
-            arrays.append(pa.array(list(values), type=_arrow_type(entry["type"])))
+    for (_, kind), values in zip(_column_types({"columns": entries}), columns, strict=True):
+        arrow = pa.binary() if kind.startswith("geometry") else _arrow_type(kind)
+        arrays.append(pa.array(list(values), type=arrow))
     return pa.Table.from_arrays(arrays, names=names)
 
 
