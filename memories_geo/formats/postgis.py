@@ -694,7 +694,6 @@ class PostGISFormat:
         streamed = engine == "psycopg" and previous_table is None
         bounds = _partition_bounds(len(frame), backend.load_partitions) if streamed else [0, len(frame)]
         partitioned = len(bounds) > 2
-        digest = _StreamDigest()
         sent: FileDigest | None = None
         with backend.connection() as con:
             srids = {
@@ -721,6 +720,7 @@ class PostGISFormat:
                 (location.path, table, location.path.split("/@v/", 1)[0], json.dumps(info)),
             )
             if streamed and not partitioned:
+                digest = _StreamDigest()
                 names, (batches,) = prepared.load_parts(srids, first_row, bounds)
                 _copy_in(con, backend, table, names, batches, len(frame), digest, freeze=True)
                 if _stream_matches_server(con, backend, table, info["row_id"], bytes(digest.head)):
