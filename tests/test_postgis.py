@@ -276,13 +276,7 @@ def test_typmod_gist_index_and_primary_key(
     assert sorted(rows) == sorted([
         (table, geometry_type, 4326, dims), (view_name_for(KEY), geometry_type, 4326, dims)
     ])
-    indexes = _query(
-        postgres_dsn,
-        "SELECT am.amname, i.indisprimary FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = %s::regclass",
-        (f'"{schema}"."{table}"',),
-    )
-    assert sorted(indexes) == [("btree", True), ("gist", False)]
+    assert _indexes(postgres_dsn, schema, table) == [("btree", True), ("gist", False)]
     (analyzed,) = _query(
         postgres_dsn, "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = %s "
         "AND relname = %s", (schema, table),

@@ -433,12 +433,18 @@ class _Prepared:
         while row_id in names:
             row_id = f"_{row_id}"
         columns, used = [], set()
+        reserved = taken | {row_id}
+
+        def free_identifier(base: str, also_taken: frozenset[str] = frozenset()) -> str:
+            name = safe_identifier(base, reserved=reserved)
+            while name in used or name in also_taken:
+                name = safe_identifier(name + "_", reserved=reserved)
+            used.add(name)
+            return name
+
         dictionaries = {}
         for i, field in enumerate(fields):
-            column = safe_identifier(field.name, reserved=taken | {row_id})
-            while column in used:
-                column = safe_identifier(column + "_", reserved=taken | {row_id})
-            used.add(column)
+            column = free_identifier(field.name)
             entry: dict[str, Any] = {"name": field.name, "column": column}
             if i in geometry_fields:
                 gname = next(c for c in geometry_names if str(c) == field.name)
@@ -449,11 +455,7 @@ class _Prepared:
             else:
                 entry["type"] = _pg_type(field, field.name)[0]
                 if _has_sub_microseconds(table.column(i)):
-                    companion = safe_identifier(f"{column}.ns", reserved=taken | {row_id})
-                    while companion in used or companion in names:
-                        companion = safe_identifier(companion + "_", reserved=taken | {row_id})
-                    used.add(companion)
-                    entry["ns_column"] = companion
+                    entry["ns_column"] = free_identifier(f"{column}.ns", also_taken=frozenset(names))
                 if pa.types.is_dictionary(field.type):
                     chunk = table.column(i).chunks
                     dictionary = chunk[0].dictionary if chunk else pa.array([], field.type.value_type)
