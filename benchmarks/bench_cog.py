@@ -141,7 +141,7 @@ def _bench_window(da: Any, pairs: int, work: Path) -> list[dict[str, Any]]:
     bbox = (x0, y1 - 5120, x0 + 5120, y1)
 
     def ours(_: int) -> None:
-        window = mem.open("window/dem", bbox=bbox).values
+        window = mem.open("window/dem", bbox=bbox, bbox_crs=da.rio.crs).values
         assert window.shape == (512, 512)
 
     def full(_: int) -> None:

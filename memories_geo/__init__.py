@@ -20,7 +20,17 @@ from memories_geo.api import (
     verify,
     versions,
 )
-from memories_geo.checkpoints import CheckpointDiff, CheckpointInfo, CheckpointList, CheckpointManager
+from memories_geo.backends.registry import register_backend
+from memories_geo.checkpoints import (
+    AutoPersistence,
+    CheckpointDiff,
+    CheckpointInfo,
+    CheckpointList,
+    CheckpointManager,
+    MemoryPersistence,
+    PersistenceMonitor,
+    RecoveryManager,
+)
 from memories_geo.config import StorageConfig, TierConfig
 from memories_geo.entry import Entry
 from memories_geo.errors import (
@@ -33,14 +43,13 @@ from memories_geo.errors import (
     KeyExistsError,
     KeyNotFoundError,
     MemoriesError,
+    OptionError,
     RestoreRequiredError,
     TierUnavailableError,
     UnsupportedObjectError,
 )
-from memories_geo.formats.registry import available_formats
+from memories_geo.formats.registry import available_formats, register_format
 from memories_geo.memory import Memory
-from memories_geo.persistence import AutoPersistence, MemoryPersistence, PersistenceMonitor
-from memories_geo.recovery import RecoveryManager
 from memories_geo.types import CompressionLevel, Kind, Tier
 
 __version__ = "0.1.0"
@@ -65,6 +74,7 @@ __all__ = [
     "MemoriesError",
     "Memory",
     "MemoryPersistence",
+    "OptionError",
     "PersistenceMonitor",
     "RecoveryManager",
     "RestoreRequiredError",
@@ -82,6 +92,8 @@ __all__ = [
     "ls",
     "open",
     "recover",
+    "register_backend",
+    "register_format",
     "save",
     "search",
     "set_default",

@@ -96,8 +96,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _recovery(args: argparse.Namespace) -> Any:
+    from memories_geo.checkpoints import RecoveryManager
     from memories_geo.config import StorageConfig
-    from memories_geo.recovery import RecoveryManager
 
     config = args.config or StorageConfig.discover()
     return RecoveryManager(config, backup_storage=getattr(args, "backup", None))
@@ -124,7 +124,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def _checkpoints(args: argparse.Namespace) -> Any:
-    from memories_geo.persistence import MemoryPersistence
+    from memories_geo.checkpoints import MemoryPersistence
 
     return MemoryPersistence(_memory(args), backup_storage=args.backup).checkpoints
 

@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from memories_geo.backends.base import redact_url
 from memories_geo.errors import ConfigError
 from memories_geo.types import CompressionLevel, Kind, Tier
 
-__all__ = ["HOME_ENV", "StorageConfig", "TierConfig", "default_home", "expand_env"]
+__all__ = ["HOME_ENV", "StorageConfig", "TierConfig", "default_home", "expand_env", "redact_url"]
 
 HOME_ENV = "MEMORIES_GEO_HOME"
 CONFIG_ENV = "MEMORIES_GEO_CONFIG"
@@ -27,6 +27,25 @@ DEFAULT_COMPRESSION = {
     Tier.COLD: CompressionLevel.HIGH,
     Tier.GLACIER: CompressionLevel.MAXIMUM,
 }
+
+
+def redact_url(url: str) -> str:
+    """Remove the password (and any query string) from a URL before showing it.
+
+    Examples
+    --------
+    >>> redact_url("postgresql://me:secret@db:5432/geo")
+    'postgresql://me:***@db:5432/geo'
+    """
+    parts = urlsplit(url)
+    if parts.password is None and not parts.query:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return parts._replace(netloc=netloc, query="").geturl()
 
 
 @dataclass(frozen=True)
@@ -148,6 +167,20 @@ class StorageConfig:
             catalog=str(data.get("catalog") or config.catalog),
             default_tier=str(data.get("default_tier") or config.default_tier),
         )
+
+    @classmethod
+    def from_any(cls, config: StorageConfig | str | os.PathLike[str] | None) -> StorageConfig:
+        """The one normaliser of "where is the collection": a configuration, a path or ``None``.
+
+        ``None`` discovers (:meth:`discover`); a path ending in ``.toml`` is read as a
+        configuration file; any other path is an embedded home directory.
+        """
+        if config is None:
+            return cls.discover()
+        if isinstance(config, StorageConfig):
+            return config
+        path = Path(config)
+        return cls.from_toml(path) if path.suffix == ".toml" else cls.embedded(path)
 
     @classmethod
     def discover(cls) -> StorageConfig:

@@ -16,6 +16,7 @@ __all__ = [
     "KeyExistsError",
     "KeyNotFoundError",
     "MemoriesError",
+    "OptionError",
     "RestoreRequiredError",
     "TierUnavailableError",
     "UnsupportedObjectError",
@@ -44,6 +45,13 @@ class InvalidKeyError(MemoriesError, ValueError):
 
 class UnsupportedObjectError(MemoriesError, TypeError):
     """The object cannot be stored as asked (wrong type, no spatial dims, no CRS...)."""
+
+
+class OptionError(MemoriesError, TypeError, ValueError):
+    """A keyword the operation does not take, or a value outside its accepted choices.
+
+    The message names the offending keyword or value and lists the accepted ones.
+    """
 
 
 class FormatError(MemoriesError, ValueError):

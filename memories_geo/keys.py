@@ -8,7 +8,7 @@ import unicodedata
 
 from memories_geo.errors import InvalidKeyError
 
-__all__ = ["VERSIONS_DIR", "generate_key", "validate_key"]
+__all__ = ["VERSIONS_DIR", "generate_key", "new_id", "validate_key"]
 
 #: Reserved path segment under which the versions of a key are stored.
 VERSIONS_DIR = "@v"
@@ -101,3 +101,20 @@ def generate_key(hint: str | None, kind: str) -> str:
     """
     slug = _SLUG_UNSAFE.sub("-", (hint or kind).lower()).strip("-")[:40] or kind
     return f"{kind}/{slug}-{secrets.token_hex(3)}"
+
+
+def new_id() -> str:
+    """A unique, time-sortable id: UTC time to the microsecond plus randomness.
+
+    Used for version ids and checkpoint ids; ids made later sort after earlier ones
+    (to the microsecond).
+
+    Examples
+    --------
+    >>> len(new_id())
+    31
+    """
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond:06d}Z-{secrets.token_hex(4)}"

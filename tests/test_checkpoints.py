@@ -311,7 +311,7 @@ def test_auto_persistence_rotates_and_survives_failures(mem):
 
 
 def test_interval_parsing():
-    from memories_geo.persistence import parse_interval
+    from memories_geo.checkpoints import parse_interval
 
     assert parse_interval("1h") == 3600
     assert parse_interval("30s") == 30

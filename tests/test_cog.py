@@ -104,12 +104,12 @@ def _make_case(name: str) -> Any:
 
 
 
-def _stored(memory: mg.Memory, key: str, version: int | None = None) -> Path:
+def stored_path(memory: mg.Memory, key: str, version: int | None = None) -> Path:
     entry = memory.info(key, version=version)
     return Path(memory.tiers.backend(entry.tier).full_path(entry.path))
 
 
-def _cog_files(path: Path) -> list[Path]:
+def cog_files(path: Path) -> list[Path]:
     return [path] if path.is_file() else sorted(path.glob("*.tif"))
 
 
@@ -174,7 +174,7 @@ def test_shared_raster_is_a_valid_cog_with_its_georeferencing(mem: mg.Memory, na
     assert reopened.rio.nodata == original.rio.nodata or (
         reopened.rio.nodata is None and original.rio.nodata is None
     )
-    path = _stored(mem, "real/raster")
+    path = stored_path(mem, "real/raster")
     assert path.suffix == ".tif"
     assert path.is_file()
     assert_valid_cog(path)
@@ -218,7 +218,7 @@ def test_compression_level_sets_codec_and_predictor(
     import rasterio
 
     mem.save(terrain(300, 400, dtype), "codec", format="cog", compression=level)
-    path = _stored(mem, "codec")
+    path = stored_path(mem, "codec")
     assert_valid_cog(path)
     with rasterio.open(path) as src:
         structure = src.tags(ns="IMAGE_STRUCTURE")
@@ -240,7 +240,7 @@ def test_blocksize_option_and_overview_levels(mem: mg.Memory) -> None:
     import rasterio
 
     mem.save(terrain(1000, 700), "tiles", format="cog", blocksize=256)
-    with rasterio.open(_stored(mem, "tiles")) as src:
+    with rasterio.open(stored_path(mem, "tiles")) as src:
         assert src.block_shapes[0] == (256, 256)
         assert src.overviews(1) == [2, 4]
     assert overview_factors(1000, 700, 256) == [2, 4]
@@ -265,7 +265,7 @@ def _first_overview(path: Path) -> np.ndarray:
 def test_integer_overviews_are_nearest_samples(mem: mg.Memory, chunked: bool) -> None:
     da = terrain(1024, 1536, "int16")
     mem.save(da.chunk({"y": 300, "x": 500}) if chunked else da, "ovr", format="cog")
-    path = _stored(mem, "ovr")
+    path = stored_path(mem, "ovr")
     assert_valid_cog(path)
     np.testing.assert_array_equal(_first_overview(path), da.values[::2, ::2])
 
@@ -276,14 +276,14 @@ def test_float_overviews_are_block_averages(mem: mg.Memory, chunked: bool) -> No
     mem.save(da.chunk({"y": 300, "x": 500}) if chunked else da, "ovr", format="cog")
     values = da.values.astype("float64")
     expected = values.reshape(512, 2, 768, 2).mean(axis=(1, 3))
-    np.testing.assert_allclose(_first_overview(_stored(mem, "ovr")), expected, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(_first_overview(stored_path(mem, "ovr")), expected, rtol=1e-6, atol=1e-4)
 
 
 def test_overview_resampling_option(mem: mg.Memory) -> None:
     da = terrain(1024, 1024, "int16")
     mem.save(da, "ovr", format="cog", overview_resampling="average")
     expected = da.values.astype("float64").reshape(512, 2, 512, 2).mean(axis=(1, 3))
-    np.testing.assert_allclose(_first_overview(_stored(mem, "ovr")), expected, atol=0.5)
+    np.testing.assert_allclose(_first_overview(stored_path(mem, "ovr")), expected, atol=0.5)
     with pytest.raises(mg.FormatError, match="overview_resampling"):
         mem.save(da, "bad", format="cog", overview_resampling="sideways")
 
@@ -293,10 +293,10 @@ def test_time_stack_is_one_cog_per_step(mem: mg.Memory) -> None:
 
     da = time_stack(with_bands=True)
     entry = mem.save(da, "stack", format="cog")
-    path = _stored(mem, "stack")
+    path = stored_path(mem, "stack")
     assert path.is_dir()
     assert path.suffix == ".tif"
-    files = _cog_files(path)
+    files = cog_files(path)
     assert [f.name for f in files] == ["t0000.tif", "t0001.tif", "t0002.tif"]
     for i, file in enumerate(files):
         assert_valid_cog(file)
@@ -333,7 +333,7 @@ def test_compute_false_writes_nothing_until_computed(mem: mg.Memory) -> None:
     assert list(hot.rglob("*.tif")) == []
     entry = delayed.compute()
     assert (entry.key, entry.version, entry.format) == ("lazy", 1, "cog")
-    assert_valid_cog(_stored(mem, "lazy"))
+    assert_valid_cog(stored_path(mem, "lazy"))
     xr.testing.assert_identical(da, mem.open("lazy"))
     mem.verify("lazy")
 
@@ -395,59 +395,6 @@ def test_dask_write_keeps_peak_memory_to_a_few_chunks() -> None:
     assert increase < 150e6, f"RSS grew by {increase / 1e6:.0f} MB writing {nbytes / 1e6:.0f} MB"
 
 
-# -- reading: windows and overviews ----------------------------------------------------------
-
-
-def test_bbox_reads_the_intersecting_window(mem: mg.Memory) -> None:
-    da = terrain(1200, 1000)
-    mem.save(da, "dem", format="cog")
-    minx, maxy = 400_000.0 + 10 * 100, 5_000_000.0 - 10 * 200
-    window = mem.open("dem", bbox=(minx + 3, maxy - 10 * 512 + 3, minx + 10 * 512 - 3, maxy - 3))
-    xr.testing.assert_identical(window, da.isel(y=slice(200, 712), x=slice(100, 612)))
-    assert window.rio.transform().c == minx
-    assert rc.is_lazy(window)
-
-
-def test_bbox_in_another_crs(mem: mg.Memory) -> None:
-    import pyproj
-
-    da = terrain(1200, 1000)
-    mem.save(da, "dem", format="cog")
-    to_wgs84 = pyproj.Transformer.from_crs(rc.UTM_WKT_CRS, "EPSG:4326", always_xy=True)
-    bbox = to_wgs84.transform_bounds(402_000, 4_993_000, 404_000, 4_995_000)
-    window = mem.open("dem", bbox=bbox, bbox_crs="EPSG:4326")
-    assert window.x.min() < 402_000 + 10
-    assert window.x.max() > 404_000 - 10
-    assert window.y.min() < 4_993_000 + 10
-    assert window.y.max() > 4_995_000 - 10
-    assert window.sizes["x"] < 1000
-    assert window.sizes["y"] < 1200
-
-
-def test_bbox_outside_the_raster_raises(mem: mg.Memory) -> None:
-    mem.save(terrain(), "dem", format="cog")
-    with pytest.raises(mg.FormatError, match="does not intersect"):
-        mem.open("dem", bbox=(0, 0, 10, 10))
-
-
-def test_overview_level_reads_a_coarser_grid(mem: mg.Memory) -> None:
-    da = terrain(1200, 1000, "int16")
-    mem.save(da, "dem", format="cog")
-    coarse = mem.open("dem", overview_level=0)
-    assert coarse.sizes == {"y": 600, "x": 500}
-    assert coarse.rio.resolution() == (20.0, -20.0)
-    assert coarse.rio.crs == da.rio.crs
-    np.testing.assert_array_equal(coarse.values, da.values[::2, ::2])
-    with pytest.raises(mg.FormatError, match="overview_level=5"):
-        mem.open("dem", overview_level=5)
-
-
-def test_open_rejects_unknown_query(mem: mg.Memory) -> None:
-    mem.save(terrain(), "dem", format="cog")
-    with pytest.raises(mg.FormatError, match="variables"):
-        mem.open("dem", variables=["x"])
-
-
 # -- what the format refuses ---------------------------------------------------------------
 
 
@@ -487,7 +434,7 @@ def test_crs_keyword_is_written_when_missing(mem: mg.Memory) -> None:
     da = xr.DataArray(np.ones((4, 5), "float32"), dims=("y", "x"), coords=_grid(4, 5))
     entry = mem.save(da, "withcrs", format="cog", crs="EPSG:32631")
     assert entry.crs == "EPSG:32631"
-    with rasterio.open(_stored(mem, "withcrs")) as src:
+    with rasterio.open(stored_path(mem, "withcrs")) as src:
         assert src.crs.to_epsg() == 32631
     xr.testing.assert_identical(rc.with_crs(da, "EPSG:32631"), mem.open("withcrs"))
 

@@ -12,13 +12,21 @@ import pyproj
 import pytest
 import shapely
 from shapely.geometry import LineString, Point, Polygon
-from vector_cases import VECTOR_CASES, assert_same_vector, attributes_frame, make_case, make_grid_layer
+from vector_cases import (
+    VECTOR_CASES,
+    assert_same_vector,
+    attributes_frame,
+    make_case,
+    make_grid_layer,
+    make_timed_layer,
+)
 
 import memories_geo as mg
-from memories_geo.errors import UnsupportedObjectError
+from memories_geo.errors import OptionError, UnsupportedObjectError
 from memories_geo.formats.base import WriteOptions
 from memories_geo.formats.geojson import GeoJSONFormat, invalid_geometries, is_rfc7946
 from memories_geo.formats.registry import get_format
+from memories_geo.query import open_request
 from memories_geo.testing import FormatRoundTripTests
 
 pytest.importorskip("pyogrio")
@@ -256,19 +264,107 @@ def test_bbox_and_columns(mem: mg.Memory) -> None:
     assert_same_vector(expected, back)
 
 
+def test_bbox_in_another_crs_gives_the_same_rows(mem: mg.Memory) -> None:
+    gdf = make_grid_layer(40)
+    mem.save(gdf, KEY, format="geojson")
+    utm_box = (450_000.0, 5_050_000.0, 600_000.0, 5_250_000.0)
+    box = pyproj.Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True).transform_bounds(
+        *utm_box, densify_pts=21
+    )
+    stored = mem.open(KEY)
+    expected = stored[stored.intersects(shapely.box(*box))].reset_index(drop=True)
+    assert 0 < len(expected) < len(gdf) - 2
+    assert_same_vector(expected, mem.open(KEY, bbox=utm_box, bbox_crs="EPSG:32631"))
+    assert_same_vector(expected, mem.open(KEY, bbox=box))
+    assert len(mem.open(KEY, bbox=utm_box)) == 0
+    in_original = mem.open(KEY, bbox=utm_box, bbox_crs="EPSG:32631", crs="original")
+    assert in_original.crs.equals(gdf.crs)
+    assert list(in_original["label"]) == list(expected["label"])
+
+
+def expected_in_time(gdf: gpd.GeoDataFrame, start: Any, end: Any) -> gpd.GeoDataFrame:
+    """Rows of ``observed`` (compared in UTC) in ``[start, end]``, numbered from 0."""
+    observed = gdf["observed"]
+    if observed.dt.tz is not None:
+        observed = observed.dt.tz_convert("UTC").dt.tz_localize(None)
+    keep = observed.notna() & (observed >= pd.Timestamp(start)) & (observed <= pd.Timestamp(end))
+    return gdf[keep.to_numpy()].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+def test_time_selects_rows_on_the_first_datetime_column(mem: mg.Memory, tz: str | None) -> None:
+    gdf = make_timed_layer(tz=tz, crs="EPSG:4326")
+    mem.save(gdf, KEY, format="geojson")
+    entry = mem.info(KEY)
+    assert pd.Timestamp(entry.time_start) == pd.Timestamp("2024-01-01T01:00")
+    start, end = pd.Timestamp("2024-01-01T05:00:00.5"), pd.Timestamp("2024-01-01T21:00")
+    expected = expected_in_time(gdf, start, end)
+    assert list(expected["count"]) == [6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19, 21]
+    assert_same_vector(expected, mem.open(KEY, time=(start, end)))
+    only_label = mem.open(KEY, time=(start, end), columns=["label"])
+    assert_same_vector(expected[["label", "geometry"]], only_label)
+    assert len(mem.open(KEY, time="2025")) == 0
+
+
+def test_time_on_a_layer_without_datetimes_is_an_option_error(mem: mg.Memory) -> None:
+    mem.save(make_grid_layer(5), KEY, format="geojson")
+    with pytest.raises(OptionError, match="this layer has none") as info:
+        mem.open(KEY, time="2024")
+    assert "'label'" in str(info.value)
+
+
+def test_footprint_ignores_the_index(mem: mg.Memory) -> None:
+    gdf = make_case("index-datetime")
+    entry = mem.save(gdf, KEY, format="geojson")
+    assert entry.variables == ("id",)
+    assert entry.time_start is None
+    with pytest.raises(OptionError, match="time="):
+        mem.open(KEY, time="2024")
+
+
+def test_columns_on_a_geoseries_is_an_option_error(mem: mg.Memory) -> None:
+    mem.save(make_case("geoseries-named"), KEY, format="geojson")
+    with pytest.raises(OptionError, match="GeoSeries"):
+        mem.open(KEY, columns=["shape"])
+
+
+def test_format_open_takes_a_request(tmp_path: Path) -> None:
+    from memories_geo.backends.base import Location
+    from memories_geo.backends.files import FileBackend
+
+    fmt = GeoJSONFormat()
+    location = Location(FileBackend(str(tmp_path)), "layer.geojson")
+    gdf = make_timed_layer(10, crs="EPSG:4326")
+    result = fmt.write(gdf, location, WriteOptions(mode="w"))
+    assert_same_vector(gdf, fmt.open(location, result.object_info, open_request()))
+    utm = fmt.open(location, result.object_info, open_request(options={"crs": "EPSG:32631"}))
+    assert utm.crs.equals(pyproj.CRS.from_epsg(32631))
+    box = tuple(utm.iloc[[2, 7]].total_bounds + np.array([-1, -1, 1, 1]))
+    later = utm["observed"] >= pd.Timestamp("2024-01-01T03:00")
+    expected = utm[utm.intersects(shapely.box(*box)) & later]
+    assert 7 in list(expected["count"])
+    assert 2 not in list(expected["count"])
+    request = open_request(bbox=box, bbox_crs="EPSG:32631", time=("2024-01-01T03:00", None))
+    got = fmt.open(location, result.object_info, request)
+    assert list(got["count"]) == list(expected["count"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
-    [({"precision": -1}, ValueError, "precision"), ({"indent": 2}, TypeError, "indent")],
+    [({"precision": -1}, ValueError, "precision"), ({"indent": 2}, OptionError, "indent")],
 )
 def test_write_options_are_validated(mem: mg.Memory, kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         mem.save(make_case("geometry-points"), KEY, format="geojson", **kwargs)
 
 
-def test_unknown_query_keyword_and_append_are_refused(mem: mg.Memory) -> None:
+def test_unknown_keyword_and_append_are_refused(mem: mg.Memory) -> None:
     gdf = make_case("geometry-points")
     mem.save(gdf, KEY, format="geojson")
-    with pytest.raises(TypeError, match="filters"):
+    with pytest.raises(OptionError, match="filters") as info:
         mem.open(KEY, filters=[("id", "=", 1)])
+    for accepted in ("bbox", "bbox_crs", "time", "columns", "crs"):
+        assert repr(accepted) in str(info.value)
+    assert set(GeoJSONFormat.open_options) == {"crs"}
     with pytest.raises(UnsupportedObjectError, match="cannot append"):
         mem.save(gdf, KEY, mode="a")

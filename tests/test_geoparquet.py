@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pyproj
 import pytest
 import shapely
-from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry import Point, Polygon
 from vector_cases import (
+    GRID_BOXES,
     VECTOR_CASES,
     assert_same_vector,
     attributes_frame,
@@ -30,15 +31,12 @@ from memories_geo.errors import UnsupportedObjectError
 from memories_geo.formats.base import WriteOptions
 from memories_geo.formats.geoparquet import (
     PARQUET_COMPRESSION,
-    ROW_GROUP_SIZE,
     GeoParquetFormat,
     covering_column,
-    hilbert_key,
-    hilbert_order,
-    layout_metadata,
     write_settings,
 )
 from memories_geo.formats.registry import get_format
+from memories_geo.query import open_request
 from memories_geo.testing import FormatRoundTripTests
 from memories_geo.types import CompressionLevel
 
@@ -49,6 +47,7 @@ CONFORMANCE_TYPES = (
     "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon"
 )
 KEY = "tests/layer"
+UTM = "EPSG:32631"
 
 
 def shared_file(name: str) -> Path:
@@ -60,7 +59,6 @@ def shared_file(name: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
 
 
 def stored_file(mem: mg.Memory, key: str, version: int | None = None) -> str:
@@ -181,101 +179,6 @@ def test_conflicting_crs_is_refused(mem: mg.Memory) -> None:
         mem.save(gdf, KEY, format="geoparquet", crs="EPSG:4326")
     assert "EPSG:32631" in str(info.value)
     assert gdf.crs == pyproj.CRS.from_epsg(32631)
-
-
-# -- reading with pushdown ----------------------------------------------------------------
-
-GRID_BOXES = {
-    "partial": (450_000.0, 5_050_000.0, 600_000.0, 5_250_000.0),
-    "small": (500_000.0, 5_100_000.0, 520_000.0, 5_120_000.0),
-    "everything": (0.0, 0.0, 1e7, 1e7),
-    "nothing": (0.0, 0.0, 1.0, 1.0),
-}
-
-
-@pytest.mark.parametrize("name", list(GRID_BOXES))
-def test_bbox_returns_exactly_the_intersecting_rows(mem: mg.Memory, name: str) -> None:
-    gdf = make_grid_layer(60)
-    mem.save(gdf, KEY, format="geoparquet")
-    box = GRID_BOXES[name]
-    expected = gdf[shapely.intersects(gdf.geometry.values._data, shapely.box(*box))]
-    if name == "partial":
-        assert 0 < len(expected) < len(gdf) - 2
-    expected = expected.reset_index(drop=True)
-    assert_same_vector(expected, mem.open(KEY, bbox=box))
-
-
-def test_bbox_excludes_geometries_whose_envelope_alone_intersects(mem: mg.Memory) -> None:
-    gdf = gpd.GeoDataFrame(
-        {"name": ["diagonal", "far", "inside"]},
-        geometry=[LineString([(0, 0), (10, 10)]), Point(50, 50), Point(9, 1)],
-        index=pd.Index(["d", "f", "i"], name="id"),
-        crs="EPSG:3857",
-    )
-    mem.save(gdf, KEY, format="geoparquet")
-    back = mem.open(KEY, bbox=(8, 0, 10, 2))
-    assert list(back.index) == ["i"]
-    assert_same_vector(gdf.loc[["i"]], back)
-
-
-def test_bbox_is_validated(mem: mg.Memory) -> None:
-    mem.save(make_grid_layer(5), KEY, format="geoparquet")
-    with pytest.raises(ValueError, match="minx <= maxx"):
-        mem.open(KEY, bbox=(10, 0, 0, 10))
-    with pytest.raises(ValueError, match="4 finite numbers"):
-        mem.open(KEY, bbox=(0, 0, 1))
-
-
-def test_bbox_prunes_row_groups_on_the_covering_column(mem: mg.Memory) -> None:
-    gdf = make_grid_layer(200).sort_values("value").reset_index(drop=True)
-    gdf = gdf.iloc[np.argsort(gdf.geometry.bounds["minx"].fillna(np.inf).to_numpy())]
-    gdf = gdf.reset_index(drop=True)
-    mem.save(gdf, KEY, format="geoparquet", row_group_size=50)
-    path = stored_file(mem, KEY)
-    metadata = pq.ParquetFile(path).metadata
-    assert metadata.num_row_groups > 1
-    geo = json.loads(metadata.metadata[b"geo"])
-    import pyarrow.dataset as ds
-
-    box = (400_000.0, 0.0, 420_000.0, 1e7)
-    dataset = ds.dataset(path, format="parquet")
-    xmin = ds.field(covering_column(geo), "xmin")
-    pruned = next(iter(dataset.get_fragments())).split_by_row_group(filter=xmin <= box[2])
-    assert 0 < len(pruned) < metadata.num_row_groups
-    expected = gdf[gdf.intersects(shapely.box(*box))].reset_index(drop=True)
-    assert_same_vector(expected, mem.open(KEY, bbox=box))
-
-
-def test_columns_reads_only_those_columns(mem: mg.Memory) -> None:
-    gdf = attributes_frame()
-    gdf.index = pd.Index(list("vwxyz"), name="code")
-    mem.save(gdf, KEY, format="geoparquet")
-    back = mem.open(KEY, columns=["unicode", "datetime_paris", "geometry"])
-    assert list(back.columns) == ["unicode", "datetime_paris", "geometry"]
-    assert_same_vector(gdf[["unicode", "datetime_paris", "geometry"]], back)
-    without_geometry = mem.open(KEY, columns=["int64"])
-    assert list(without_geometry.columns) == ["int64", "geometry"]
-
-
-def test_columns_and_bbox_together(mem: mg.Memory) -> None:
-    gdf = make_grid_layer(40)
-    mem.save(gdf, KEY, format="geoparquet")
-    box = GRID_BOXES["partial"]
-    expected = gdf[gdf.intersects(shapely.box(*box))][["label", "geometry"]].reset_index(drop=True)
-    assert_same_vector(expected, mem.open(KEY, bbox=box, columns=["label", "geometry"]))
-
-
-def test_filters_are_passed_to_pyarrow(mem: mg.Memory) -> None:
-    gdf = make_grid_layer(20)
-    mem.save(gdf, KEY, format="geoparquet")
-    back = mem.open(KEY, filters=[("value", ">=", 50.0)])
-    assert_same_vector(gdf[gdf["value"] >= 50].reset_index(drop=True), back)
-
-
-def test_unknown_query_keyword_is_refused(mem: mg.Memory) -> None:
-    mem.save(make_grid_layer(5), KEY, format="geoparquet")
-    with pytest.raises(TypeError, match="chunks"):
-        mem.open(KEY, chunks={})
 
 
 # -- appending -----------------------------------------------------------------------------
@@ -407,7 +310,7 @@ def test_tier_compression_is_the_default(mem: mg.Memory, tmp_path: Path) -> None
         key = f"{KEY}-{tier}"
         mem.save(gdf, key, format="geoparquet", tier=tier)
         target = tmp_path / f"{tier}.parquet"
-        gdf.to_parquet(target, **write_settings(mem.tiers.compression(tier)))
+        gdf.to_parquet(target, **write_settings(mem.tiers.tier_config(tier).compression))
         assert Path(stored_file(mem, key)).read_bytes() == target.read_bytes()
     assert write_settings("maximum")["compression_level"] == 19
 
@@ -431,7 +334,7 @@ def test_user_bbox_column_is_kept_and_covering_renamed(
     assert schema.field(name).type.num_fields == 4
     box = GRID_BOXES["partial"]
     expected = gdf[gdf.intersects(shapely.box(*box))].reset_index(drop=True)
-    assert_same_vector(expected, mem.open(KEY, bbox=box))
+    assert_same_vector(expected, mem.open(KEY, bbox=box, bbox_crs=UTM))
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
@@ -445,7 +348,7 @@ def test_writes_through_a_non_local_filesystem() -> None:
         result = fmt.write(gdf, location, WriteOptions(mode="w"))
         assert not location.is_local
         assert result.size_bytes == backend.fs.size(location.full_path)
-        assert_same_vector(gdf, fmt.open(location, result.object_info))
+        assert_same_vector(gdf, fmt.open(location, result.object_info, open_request()))
         assert fmt.verify(location, result.manifest) == []
     finally:
         fmt.delete(location)
@@ -528,7 +431,7 @@ def test_reads_official_conformance_files(geometry_type: str, encoding: str) -> 
     path = shared_file(f"data-{geometry_type}-encoding_{encoding}.parquet")
     expected = _expected_geometries(shared_file(f"data-{geometry_type}-wkt.csv"))
     location = Location(FileBackend(str(path.parent)), path.name)
-    got = GeoParquetFormat().open(location, {})
+    got = GeoParquetFormat().open(location, {}, open_request())
     assert isinstance(got, gpd.GeoDataFrame)
     assert list(got["col"]) == list(expected["col"])
     assert len(got) == len(expected)
@@ -544,8 +447,8 @@ def test_bbox_on_conformance_files_without_a_covering(encoding: str) -> None:
     path = shared_file(f"data-polygon-encoding_{encoding}.parquet")
     location = Location(FileBackend(str(path.parent)), path.name)
     box = (12.0, 30.0, 13.0, 31.0)
-    got = GeoParquetFormat().open(location, {}, bbox=box)
-    full = GeoParquetFormat().open(location, {})
+    got = GeoParquetFormat().open(location, {}, open_request(bbox=box))
+    full = GeoParquetFormat().open(location, {}, open_request())
     expected = full[full.intersects(shapely.box(*box))].reset_index(drop=True)
     assert len(expected) == 1
     assert_same_vector(expected, got)
@@ -554,83 +457,19 @@ def test_bbox_on_conformance_files_without_a_covering(encoding: str) -> None:
 def test_reads_the_specification_example() -> None:
     path = shared_file("example.parquet")
     location = Location(FileBackend(str(path.parent)), path.name)
-    got = GeoParquetFormat().open(location, {})
+    got = GeoParquetFormat().open(location, {}, open_request())
     assert got.crs == pyproj.CRS.from_user_input("OGC:CRS84")
     assert "bbox" not in got.columns
     assert {"pop_est", "continent", "name", "iso_a3", "gdp_md_est"} <= set(got.columns)
     assert list(got["iso_a3"]) == ["FJI", "TZA", "ESH", "CAN", "USA"]
     assert got.geom_type.isin(["Polygon", "MultiPolygon"]).all()
     africa = (-20.0, -5.0, 35.0, 25.0)
-    subset = GeoParquetFormat().open(location, {}, bbox=africa, columns=["name", "geometry"])
+    subset = GeoParquetFormat().open(
+        location, {}, open_request(bbox=africa, columns=["name", "geometry"])
+    )
     expected = got[got.intersects(shapely.box(*africa))][["name", "geometry"]]
     assert list(subset["name"]) == ["Tanzania", "W. Sahara"]
     assert_same_vector(expected.reset_index(drop=True), subset)
-
-
-# -- spatial layout: Hilbert sort, row groups, hidden row order, partitions ------------------
-
-
-def test_hilbert_key_walks_a_hilbert_curve() -> None:
-    for level in (1, 2, 3, 5):
-        side = 1 << level
-        xs, ys = (a.ravel() for a in np.meshgrid(np.arange(side), np.arange(side)))
-        keys = hilbert_key(xs, ys, level=level)
-        assert sorted(keys.tolist()) == list(range(side * side))
-        order = np.argsort(keys)
-        steps = np.abs(np.diff(xs[order])) + np.abs(np.diff(ys[order]))
-        assert set(steps.tolist()) == {1}
-
-
-def test_hilbert_order_is_stable_and_puts_missing_last() -> None:
-    geoms = [Point(9, 9), None, Point(0, 0), Point(), Point(0, 0), Point(9, 9)]
-    order = hilbert_order(gpd.GeoSeries(geoms)).tolist()
-    assert order[-2:] == [1, 3]
-    assert order[:4] in ([2, 4, 0, 5], [0, 5, 2, 4])
-
-
-def test_large_layer_is_laid_out_and_round_trips_exactly(mem: mg.Memory) -> None:
-    gdf = make_large_points()
-    assert len(gdf) > ROW_GROUP_SIZE
-    mem.save(gdf, KEY, format="geoparquet")
-    path = stored_file(mem, KEY)
-    layout = layout_metadata(path)
-    assert layout["sort"] == "hilbert"
-    metadata = pq.ParquetFile(path).metadata
-    assert metadata.num_row_groups == -(-len(gdf) // ROW_GROUP_SIZE)
-    geo = json.loads(metadata.metadata[b"geo"])
-    assert geo["columns"]["geometry"]["encoding"] == "point"
-    stored_x = pq.read_table(path, columns=["geometry"]).column("geometry").combine_chunks().field("x")
-    assert not np.array_equal(stored_x.to_numpy(zero_copy_only=False)[:50], gdf.geometry.x.to_numpy()[:50])
-    assert_same_vector(gdf, mem.open(KEY))
-
-
-def test_row_groups_keep_the_original_order_inside_and_delta_encode_ids(mem: mg.Memory) -> None:
-    gdf = make_large_points()
-    gdf["serial"] = np.arange(len(gdf), dtype="int64") * 3 + 7
-    mem.save(gdf, KEY, format="geoparquet", row_group_size=4096)
-    path = stored_file(mem, KEY)
-    parquet = pq.ParquetFile(path)
-    positions = [
-        parquet.read_row_group(i, columns=["_mg_row"]).column(0).to_numpy().astype(np.int64)
-        for i in range(parquet.metadata.num_row_groups)
-    ]
-    assert sorted(np.concatenate(positions).tolist()) == list(range(len(gdf)))
-    assert all((np.diff(p) > 0).all() for p in positions)
-    assert not all(np.diff([p[0] for p in positions]) > 0)
-    group = parquet.metadata.row_group(0)
-    serial = next(i for i in range(group.num_columns) if group.column(i).path_in_schema == "serial")
-    encodings = group.column(serial).encodings
-    assert "DELTA_BINARY_PACKED" in encodings
-    assert_same_vector(gdf, mem.open(KEY))
-
-
-@pytest.mark.parametrize("name", list(VECTOR_CASES))
-def test_every_case_round_trips_in_the_sorted_layout(mem: mg.Memory, name: str) -> None:
-    obj = make_case(name)
-    mem.save(obj, KEY, format="geoparquet", sort="hilbert", row_group_size=2)
-    path = stored_file(mem, KEY)
-    assert layout_metadata(path)["sort"] == "hilbert"
-    assert_same_vector(obj, mem.open(KEY))
 
 
 def test_sorted_layout_writes_a_valid_geo_metadata(mem: mg.Memory, geo_validator: Any) -> None:
@@ -640,110 +479,3 @@ def test_sorted_layout_writes_a_valid_geo_metadata(mem: mg.Memory, geo_validator
     geo = json.loads(pq.read_metadata(stored_file(mem, "tests/grid")).metadata[b"geo"])
     geo_validator.validate(geo)
     assert covering_column(geo) == "bbox"
-
-
-def test_bbox_on_a_sorted_point_layer_prunes_and_keeps_the_original_order(mem: mg.Memory) -> None:
-    import pyarrow.dataset as ds
-
-    gdf = make_large_points()
-    mem.save(gdf, KEY, format="geoparquet", row_group_size=2048)
-    box = (0.0, 44.0, 1.5, 45.0)
-    path = stored_file(mem, KEY)
-    fragment = next(iter(ds.dataset(path, format="parquet").get_fragments()))
-    x, y = ds.field("geometry", "x"), ds.field("geometry", "y")
-    kept = fragment.split_by_row_group(filter=(x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3]))
-    assert 0 < len(kept) <= pq.ParquetFile(path).metadata.num_row_groups // 4
-    expected = gdf[gdf.intersects(shapely.box(*box))].reset_index(drop=True)
-    assert len(expected) > 10
-    assert_same_vector(expected, mem.open(KEY, bbox=box))
-
-
-def test_filters_and_columns_on_a_sorted_layer(mem: mg.Memory) -> None:
-    gdf = make_large_points()
-    mem.save(gdf, KEY, format="geoparquet")
-    back = mem.open(KEY, filters=[("count", "<", 10)], columns=["name"])
-    expected = gdf[gdf["count"] < 10][["name", "geometry"]].reset_index(drop=True)
-    assert_same_vector(expected, back)
-
-
-def test_keep_order_false_returns_the_stored_spatial_order(mem: mg.Memory) -> None:
-    gdf = make_grid_layer(30)
-    gdf.index = pd.Index([f"r{i}" for i in range(len(gdf))], name="code")
-    mem.save(gdf, KEY, format="geoparquet", sort="hilbert", keep_order=False)
-    assert "row_order" not in layout_metadata(stored_file(mem, KEY))
-    back = mem.open(KEY)
-    assert list(back.columns) == list(gdf.columns)
-    assert list(back["label"]) != list(gdf["label"])
-    assert sorted(back["label"]) == sorted(gdf["label"])
-    assert_same_vector(gdf.loc[back.index], back)
-
-
-def test_sort_none_writes_what_to_parquet_writes(mem: mg.Memory, tmp_path: Path) -> None:
-    gdf = make_large_points()
-    mem.save(gdf, KEY, format="geoparquet", sort="none")
-    target = tmp_path / "raw.parquet"
-    gdf.to_parquet(target, **write_settings(mem.tiers.compression(mem.info(KEY).tier)))
-    assert Path(stored_file(mem, KEY)).read_bytes() == target.read_bytes()
-
-
-def test_mode_a_on_a_sorted_layer(mem: mg.Memory) -> None:
-    first = make_grid_layer(20)
-    second = make_grid_layer(5)
-    mem.save(first, KEY, format="geoparquet", sort="hilbert", row_group_size=16)
-    mem.save(second, KEY, mode="a", sort="hilbert", row_group_size=16)
-    assert_same_vector(pd.concat([first, second], ignore_index=True), mem.open(KEY))
-
-
-def test_partition_cols_write_a_directory_that_round_trips(mem: mg.Memory) -> None:
-    gdf = make_grid_layer(50)
-    gdf["zone"] = np.where(gdf["value"] % 3 == 0, "a/b", np.where(gdf["value"] % 3 == 1, "c", None))
-    entry = mem.save(gdf, KEY, format="geoparquet", partition_cols=["zone"], row_group_size=16)
-    root = Path(stored_file(mem, KEY))
-    assert root.is_dir()
-    parts = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
-    assert parts == [
-        "zone=__HIVE_DEFAULT_PARTITION__/part-0.parquet", "zone=a%2Fb/part-0.parquet",
-        "zone=c/part-0.parquet",
-    ]
-    assert set(mem.catalog.manifest(entry).files) == set(parts)
-    assert_same_vector(gdf, mem.open(KEY))
-    box = GRID_BOXES["partial"]
-    expected = gdf[gdf.intersects(shapely.box(*box))].reset_index(drop=True)
-    assert_same_vector(expected, mem.open(KEY, bbox=box))
-    only_c = mem.open(KEY, filters=[("zone", "=", "c")], columns=["label"])
-    assert_same_vector(gdf[gdf["zone"] == "c"][["label", "geometry"]].reset_index(drop=True), only_c)
-    mem.verify(KEY)
-
-
-def test_partition_cols_must_be_attribute_columns(mem: mg.Memory) -> None:
-    with pytest.raises(ValueError, match="partition_cols"):
-        mem.save(make_grid_layer(5), KEY, format="geoparquet", partition_cols=["nope"])
-    with pytest.raises(mg.KeyNotFoundError):
-        mem.info(KEY)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [({"sort": "zorder"}, "sort must be"), ({"geometry_encoding": "wkt"}, "geometry_encoding"),
-     ({"row_group_size": 0}, "row_group_size")],
-)
-def test_layout_options_are_validated(mem: mg.Memory, kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        mem.save(make_grid_layer(5), KEY, format="geoparquet", **kwargs)
-
-
-def test_sorted_layout_through_a_non_local_filesystem() -> None:
-    backend = FileBackend("memory://mg-geoparquet-sorted")
-    location = Location(backend, "layer/@v/1.parquet")
-    fmt = GeoParquetFormat()
-    gdf = make_grid_layer(30)
-    try:
-        result = fmt.write(
-            gdf, location, WriteOptions(mode="w", extra={"sort": "hilbert", "row_group_size": 8})
-        )
-        assert_same_vector(gdf, fmt.open(location, result.object_info))
-        box = GRID_BOXES["partial"]
-        expected = gdf[gdf.intersects(shapely.box(*box))].reset_index(drop=True)
-        assert_same_vector(expected, fmt.open(location, result.object_info, bbox=box))
-    finally:
-        fmt.delete(location)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -23,12 +24,17 @@ from vector_cases import (
 )
 
 import memories_geo as mg
-from memories_geo.backends.base import Location, make_backend
+from memories_geo.backends import make_backend
+from memories_geo.backends.base import Capability, Location
 from memories_geo.backends.postgres import PostgresBackend, safe_identifier, table_name_for
-from memories_geo.errors import ChecksumMismatchError, FormatError, UnsupportedObjectError
+from memories_geo.errors import ChecksumMismatchError, FormatError, OptionError, UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
 from memories_geo.formats.postgis import CUSTOM_SRID_START, PostGISFormat, view_name_for
+from memories_geo.formats.postgis import copy as pgcopy
+from memories_geo.formats.postgis.layout import Prepared
 from memories_geo.formats.registry import get_format
+from memories_geo.query import open_request
+from memories_geo.records import record_path
 from memories_geo.testing import FormatRoundTripTests
 
 psycopg = pytest.importorskip("psycopg")
@@ -201,14 +207,48 @@ def test_database_tier_chooses_postgis(mem: mg.Memory) -> None:
 def test_backend_capabilities_and_lazy_pool(postgres_dsn: str) -> None:
     backend = make_backend(postgres_dsn, {"schema": "lazy_x"})
     assert isinstance(backend, PostgresBackend)
-    assert backend.is_database
-    assert backend.supports_writes
-    assert backend.supports_listing
-    assert backend._pool is None
-    with pytest.raises(mg.TierUnavailableError, match="no filesystem"):
-        _ = backend.fs
+    assert backend.capabilities == {Capability.WRITES, Capability.LISTING, Capability.TABLES}
+    assert not backend.connected
+    assert not hasattr(backend, "fs")
+    assert not hasattr(backend, "full_path")
+    with pytest.raises(mg.TierUnavailableError, match="'files'"):
+        _ = Location(backend, "x/@v/1").fs
+    assert not backend.connected
     with pytest.raises(mg.ConfigError, match="unknown storage_options"):
         PostgresBackend(postgres_dsn, {"schemaa": "x"})
+
+
+def test_small_objects_are_stored_like_files(postgres_dsn: str, schema: str) -> None:
+    """write_bytes / read_bytes / remove work on PostgreSQL as on file tiers."""
+    backend = PostgresBackend(postgres_dsn, {"schema": schema})
+    with pytest.raises(FileNotFoundError, match=r"a/@v/1\.record\.json"):
+        backend.read_bytes("a/@v/1.record.json")
+    assert not backend.exists("a")
+    data = bytes(range(256)) * 3
+    backend.write_bytes("a/@v/1.record.json", data)
+    backend.write_bytes("a/@v/1.record.json", data + b"!")
+    backend.write_bytes("@checkpoints/one.json", b"{}")
+    assert backend.read_bytes("a/@v/1.record.json") == data + b"!"
+    assert backend.exists("a/@v/1.record.json")
+    assert backend.exists("a")
+    assert backend.listdir("") == ["@checkpoints", "a"]
+    assert backend.listdir("a/@v") == ["1.record.json"]
+    assert backend.version_paths() == []
+    backend.remove("a/@v/1.record.json")
+    with pytest.raises(FileNotFoundError):
+        backend.read_bytes("a/@v/1.record.json")
+    assert backend.read_bytes("@checkpoints/one.json") == b"{}"
+    backend.remove("@checkpoints")
+    assert backend.listdir("") == []
+    backend.close()
+
+
+def test_postgis_needs_a_tables_backend(tmp_path: Path) -> None:
+    from memories_geo.backends.files import FileBackend
+
+    location = Location(FileBackend(str(tmp_path)), "k/@v/1")
+    with pytest.raises(mg.TierUnavailableError, match="'tables'"):
+        PostGISFormat().open(location, {}, open_request())
 
 
 def test_unreachable_server_is_a_tier_error(tmp_path: Path) -> None:
@@ -243,9 +283,12 @@ def test_registry_lists_and_removes_versions(mem: mg.Memory) -> None:
     assert backend.exists("tests")
     assert backend.listdir("") == ["tests"]
     assert backend.listdir("tests/layer") == ["@v"]
-    assert backend.listdir("tests/layer/@v") == [entry.path.rsplit("/", 1)[1]]
+    name = entry.path.rsplit("/", 1)[1]
+    assert backend.listdir("tests/layer/@v") == [name, record_path(name)]
+    assert json.loads(backend.read_bytes(record_path(entry.path)))["version_id"] == entry.version_id
     mem.delete(KEY)
     assert not backend.exists(entry.path)
+    assert not backend.exists(record_path(entry.path))
     assert backend.version_paths() == []
 
 
@@ -436,7 +479,7 @@ def test_bbox_returns_exactly_the_intersecting_rows(mem: mg.Memory, name: str, e
         assert 0 < len(expected) < len(gdf) - 2
     if not mask.all():
         expected = expected.reset_index(drop=True)
-    assert_same_vector(expected, mem.open(KEY, bbox=box, engine=engine))
+    assert_same_vector(expected, mem.open(KEY, bbox=box, bbox_crs="EPSG:32631", engine=engine))
 
 
 def test_bbox_excludes_geometries_whose_envelope_alone_intersects(mem: mg.Memory) -> None:
@@ -447,15 +490,17 @@ def test_bbox_excludes_geometries_whose_envelope_alone_intersects(mem: mg.Memory
         crs="EPSG:3857",
     )
     mem.save(gdf, KEY, tier="warm")
-    assert_same_vector(gdf.loc[["i"]], mem.open(KEY, bbox=(8, 0, 10, 2)))
+    assert_same_vector(gdf.loc[["i"]], mem.open(KEY, bbox=(8, 0, 10, 2), bbox_crs="EPSG:3857"))
 
 
 def test_bbox_is_validated(mem: mg.Memory) -> None:
     mem.save(make_grid_layer(5), KEY, tier="warm")
-    with pytest.raises(ValueError, match="minx <= maxx"):
+    with pytest.raises(ValueError, match="min <= max"):
         mem.open(KEY, bbox=(10, 0, 0, 10))
-    with pytest.raises(ValueError, match="4 finite numbers"):
+    with pytest.raises(ValueError, match="four finite numbers"):
         mem.open(KEY, bbox=(0, 0, 1))
+    with pytest.raises(ValueError, match="bbox_crs= needs bbox="):
+        mem.open(KEY, bbox_crs="EPSG:32631")
 
 
 def test_columns_reads_only_those_columns(mem: mg.Memory) -> None:
@@ -465,6 +510,7 @@ def test_columns_reads_only_those_columns(mem: mg.Memory) -> None:
     back = mem.open(KEY, columns=["unicode", "datetime_ns", "datetime_paris", "geometry"])
     assert_same_vector(gdf[["unicode", "datetime_ns", "datetime_paris", "geometry"]], back)
     assert list(mem.open(KEY, columns=["int64"]).columns) == ["int64", "geometry"]
+    assert list(mem.open(KEY, columns="int64").columns) == ["int64", "geometry"]
     with pytest.raises(ValueError, match="unknown column"):
         mem.open(KEY, columns=["nope"])
 
@@ -478,7 +524,8 @@ def test_where_bbox_and_columns_together(mem: mg.Memory, engine: str) -> None:
     box = GRID_BOXES["partial"]
     inside = gdf.intersects(shapely.box(*box))
     expected = gdf[inside & (gdf["kind"] == "a")][["label", "geometry"]].reset_index(drop=True)
-    got = mem.open(KEY, bbox=box, columns=["label", "geometry"], where={"kind": "a"}, engine=engine)
+    got = mem.open(KEY, bbox=box, bbox_crs="EPSG:32631", columns=["label", "geometry"], where={"kind": "a"},
+                   engine=engine)
     assert_same_vector(expected, got)
     assert_same_vector(gdf[gdf["kind"].isna()].reset_index(drop=True), mem.open(KEY, where={"kind": None}))
     labels = ["f1", "f7", "nope"]
@@ -497,8 +544,125 @@ def test_where_refuses_raw_sql_and_unknown_columns(mem: mg.Memory) -> None:
         mem.open(KEY, where={"value; --": 1})
     hostile = "x' OR '1'='1"
     assert len(mem.open(KEY, where={"label": hostile})) == 0
-    with pytest.raises(TypeError, match="chunks"):
+    with pytest.raises(OptionError, match=r"'chunks'.*accepted keywords.*'where', 'engine'"):
         mem.open(KEY, chunks={})
+    with pytest.raises(OptionError, match="engine must be one of"):
+        mem.open(KEY, engine="odbc")
+
+
+# -- the open contract: bbox in any CRS, time, columns, options ---------------------------------
+
+
+def test_bbox_is_in_wgs84_unless_bbox_crs_says_otherwise(mem: mg.Memory) -> None:
+    """A lon/lat box and the same box in the layer's CRS select the same rows, on the server."""
+    gdf = make_grid_layer(60)  # EPSG:32631
+    mem.save(gdf, KEY, tier="warm")
+    box = (2.0, 45.5, 3.5, 47.0)
+    native = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32631", always_xy=True).transform_bounds(
+        *box, densify_pts=21)
+    expected = gdf[gdf.intersects(shapely.box(*native))].reset_index(drop=True)
+    assert 0 < len(expected) < len(gdf) - 10
+    in_wgs84 = mem.open(KEY, bbox=box)
+    assert_same_vector(expected, in_wgs84)
+    assert_same_vector(expected, mem.open(KEY, bbox=native, bbox_crs="EPSG:32631"))
+    assert_same_vector(expected, mem.open(KEY, bbox=native, bbox_crs=pyproj.CRS("EPSG:32631")))
+    assert len(mem.open(KEY, bbox=(-60.0, -10.0, -50.0, 0.0))) == 0
+
+
+def _timed_layer(tz: str | None = None) -> gpd.GeoDataFrame:
+    when = pd.to_datetime([
+        "2024-01-01T23:59:59.999999", "2024-01-02T00:00:00", "2024-01-02T12:00:00.000000001", None,
+        "2024-01-03T23:59:59.999999", "2024-01-03T23:59:59.999999500", "2024-01-04T00:00:00",
+        "2024-01-02T00:30:00",
+    ], format="ISO8601")
+    gdf = gpd.GeoDataFrame(
+        {
+            "label": [f"r{i}" for i in range(len(when))],
+            "when": when if tz is None else when.tz_localize(tz),
+            "later": pd.to_datetime(["2030-01-01"] * len(when)),  # a second datetime column, not used
+        },
+        geometry=[Point(i, i) for i in range(len(when))], crs="EPSG:4326",
+    )
+    return gdf
+
+
+def _utc_naive(values: pd.Series) -> pd.Series:
+    return values.dt.tz_convert("UTC").dt.tz_localize(None) if values.dt.tz is not None else values
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+@pytest.mark.parametrize("engine", ["adbc", "psycopg"])
+@pytest.mark.parametrize(
+    "time", [("2024-01-02", "2024-01-03"), "2024-01-02", (None, "2024-01-02T00:00:00"), ("2024-01-03", None),
+             slice("2023", "2025")],
+)
+def test_time_selects_rows_on_the_first_datetime_column(mem: mg.Memory, tz: str | None, engine: str,
+                                                         time: Any) -> None:
+    gdf = _timed_layer(tz)
+    entry = mem.save(gdf, KEY, tier="warm")
+    lo, hi = open_request(time=time).time
+    when = _utc_naive(gdf["when"])
+    assert pd.Timestamp(entry.time_start) == when.min()  # the column the footprint's time range comes from
+    mask = when.notna()
+    if lo is not None:
+        mask &= when >= lo
+    if hi is not None:
+        mask &= when <= hi
+    expected = gdf[mask].reset_index(drop=True)
+    assert 0 < len(expected) < len(gdf)
+    got = mem.open(KEY, time=time, engine=engine)
+    assert_same_vector(expected, got)
+
+
+def test_time_with_bbox_columns_and_where_through_the_format(mem: mg.Memory) -> None:
+    gdf = _timed_layer()
+    entry = mem.save(gdf, KEY, tier="warm")
+    location = Location(mem.tiers.backend("warm"), entry.path)
+    request = open_request(bbox=(1.5, 1.5, 10, 10), time="2024-01-02", columns=["label"],
+                           options={"where": {"label": ["r2", "r7", "r1"]}})
+    got = PostGISFormat().open(location, entry.object_info, request)
+    expected = gdf.iloc[[2, 7]][["label", "geometry"]].reset_index(drop=True)
+    assert_same_vector(expected, got)
+
+
+def test_time_needs_a_datetime_column(mem: mg.Memory) -> None:
+    gdf = make_grid_layer(5)
+    gdf.index = pd.date_range("2024-01-01", periods=len(gdf), name="when")  # an index is not a column
+    mem.save(gdf, KEY, tier="warm")
+    with pytest.raises(OptionError, match=r"first datetime column.*has none"):
+        mem.open(KEY, time="2024-01-01")
+
+
+def test_columns_means_nothing_for_a_geoseries(mem: mg.Memory) -> None:
+    series = gpd.GeoSeries([Point(0, 0), Point(1, 1)], crs="EPSG:4326", name="shape")
+    mem.save(series, KEY, tier="warm")
+    with pytest.raises(OptionError, match="GeoSeries"):
+        mem.open(KEY, columns=["shape"])
+    assert_same_vector(series.iloc[1:].reset_index(drop=True), mem.open(KEY, bbox=(0.5, 0.5, 2, 2)))
+
+
+def test_columns_always_keep_the_active_geometry(mem: mg.Memory) -> None:
+    gdf = make_case("second-geometry-column")
+    mem.save(gdf, KEY, tier="warm")
+    back = mem.open(KEY, columns=["centroid_3857"])
+    assert list(back.columns) == ["centroid_3857", "geometry"]
+    assert back.geometry.name == "geometry"
+    assert_same_vector(gdf[["centroid_3857", "geometry"]], back)
+
+
+def test_the_views_table_belongs_to_the_format(mem: mg.Memory, postgres_dsn: str, schema: str) -> None:
+    """The backend creates its tables of record; the view registry comes with the first PostGIS save."""
+    mem.tiers.backend("warm").ensure_ready()
+
+    def tables() -> set[str]:
+        return {r[0] for r in _query(postgres_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = %s",
+                                     (schema,))}
+
+    assert tables() == {"memories_geo_tables", "memories_geo_objects"}
+    mem.save(make_case("geometry-points"), KEY, tier="warm")
+    assert tables() - {_table(mem, KEY)} == {
+        "memories_geo_tables", "memories_geo_objects", "memories_geo_views"
+    }
 
 
 # -- appending ------------------------------------------------------------------------------------
@@ -664,31 +828,27 @@ def test_sent_stream_is_the_servers_copy_output(
     The table is not read back during the save (the stream was accepted as the server's own
     binary COPY output), and verify() then reads it back and finds the same size and digest.
     """
-    from memories_geo.formats import postgis
-
     read_back = []
-    real = postgis._table_digest
-    monkeypatch.setattr(postgis, "_table_digest", lambda *a: read_back.append(a) or real(*a))
+    real = pgcopy.table_digest
+    monkeypatch.setattr(pgcopy, "table_digest", lambda *a: read_back.append(a) or real(*a))
     gdf = STREAM_CASES[name]()
     entry = mem.save(gdf, KEY, tier="warm")
     assert read_back == [], "the save fell back to reading the table back"
-    location = mem._location(entry)
+    location = Location(mem.tiers.backend("warm"), entry.path)
     assert PostGISFormat().manifest(location).files == mem.catalog.manifest(entry).files
     mem.verify(KEY)
     assert len(read_back) >= 2
     assert_same_vector(gdf, mem.open(KEY))
 
 
-def test_stream_is_the_same_in_any_chunking(mem: mg.Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stream_is_the_same_in_any_chunking(mem: mg.Memory) -> None:
     """Rows split over many chunks give the byte stream the server writes for the whole table."""
-    from memories_geo.formats import postgis
-
     gdf = pd.concat([_edge_frame()] * 7, ignore_index=True)
     entry = mem.save(gdf, KEY, tier="warm", engine="adbc")
     backend = mem.tiers.backend("warm")
     table = backend.table_for(entry.path)
     info = backend.info_for(entry.path)
-    prepared = postgis._Prepared(gdf, {"type": "GeoDataFrame", "geometry": "geometry"})
+    prepared = Prepared(gdf, {"type": "GeoDataFrame", "geometry": "geometry"})
     srids = {e["name"]: e["srid"] for e in info["columns"] if e.get("geometry")}
     server = bytearray()
     statement = sql.SQL("COPY (SELECT * FROM {} ORDER BY {}) TO STDOUT (FORMAT binary)").format(
@@ -698,15 +858,14 @@ def test_stream_is_the_same_in_any_chunking(mem: mg.Memory, monkeypatch: pytest.
             server.extend(block)
     for chunk_rows in (1, 5, 6, 17, 1000):
         _, batches = prepared.load_batches(srids, 1, chunk_rows=chunk_rows)
-        body = b"".join(bytes(postgis._body(postgis._copy_rows(b))) for b in batches)
-        assert postgis.COPY_HEADER + body + postgis.COPY_TRAILER == bytes(server)
-    monkeypatch.setattr(postgis, "_MAX_CHUNK_BYTES", 300)  # split chunks too big for 32-bit offsets
+        body = b"".join(bytes(pgcopy.body(pgcopy.copy_rows(b))) for b in batches)
+        assert pgcopy.COPY_HEADER + body + pgcopy.COPY_TRAILER == bytes(server)
     (batch,) = prepared.load_batches(srids, 1, chunk_rows=len(gdf))[1]
-    chunks = postgis._copy_chunks(batch)
+    chunks = pgcopy.copy_chunks(batch, max_bytes=300)  # as chunks too big for 32-bit offsets are split
     assert len(chunks) > 4
-    body = b"".join(bytes(postgis._body(c)) for c in chunks)
-    assert postgis.COPY_HEADER + body + postgis.COPY_TRAILER == bytes(server)
-    recomputed = postgis._table_digest(backend, table, info)[1]
+    body = b"".join(bytes(pgcopy.body(c)) for c in chunks)
+    assert pgcopy.COPY_HEADER + body + pgcopy.COPY_TRAILER == bytes(server)
+    recomputed = pgcopy.table_digest(backend, table, info)[1]
     assert mem.catalog.manifest(entry).files[table].digest == recomputed.digest
 
 
@@ -714,21 +873,19 @@ def test_a_stream_the_server_does_not_echo_is_read_back(
     mem: mg.Memory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the spot check of the first rows fails, the checksum comes from reading the table back."""
-    from memories_geo.formats import postgis
-
-    real = postgis._stream_matches_server
+    real = pgcopy.stream_matches_server
     seen = []
 
     def tampered(con: Any, backend: Any, table: str, row_id: str, head: bytes) -> bool:
-        i = len(postgis.COPY_HEADER) + 8  # inside the first row
+        i = len(pgcopy.COPY_HEADER) + 8  # inside the first row
         changed = head[:i] + bytes([head[i] ^ 1]) + head[i + 1:]
         seen.append(real(con, backend, table, row_id, head))
         return real(con, backend, table, row_id, changed)
 
-    monkeypatch.setattr(postgis, "_stream_matches_server", tampered)
+    monkeypatch.setattr(pgcopy, "stream_matches_server", tampered)
     read_back = []
-    real_digest = postgis._table_digest
-    monkeypatch.setattr(postgis, "_table_digest", lambda *a: read_back.append(a) or real_digest(*a))
+    real_digest = pgcopy.table_digest
+    monkeypatch.setattr(pgcopy, "table_digest", lambda *a: read_back.append(a) or real_digest(*a))
     gdf = make_case("geometry-polygons_with_holes")
     mem.save(gdf, KEY, tier="warm")
     assert seen == [True]
@@ -824,11 +981,9 @@ def test_a_large_layer_is_loaded_as_indexed_partitions(
     mem: mg.Memory, postgres_dsn: str, schema: str, large_layer: gpd.GeoDataFrame,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from memories_geo.formats import postgis
-
     read_back = []
-    real_digest = postgis._table_digest
-    monkeypatch.setattr(postgis, "_table_digest", lambda *a: read_back.append(a) or real_digest(*a))
+    real_digest = pgcopy.table_digest
+    monkeypatch.setattr(pgcopy, "table_digest", lambda *a: read_back.append(a) or real_digest(*a))
     entry = mem.save(large_layer, KEY, tier="warm")
     assert read_back == [], "the checksum of a partitioned load comes from its streams"
     table = _table(mem, KEY)

@@ -27,8 +27,6 @@ pytest.importorskip("dask")
 SHARED_CASES = sorted(rc.SHARED_RASTERS)
 
 
-
-
 def _make_case(name: str) -> Any:
     if name in rc.SHARED_RASTERS:
         return rc.open_shared_raster(name)
@@ -327,14 +325,15 @@ def test_resaving_an_opened_rechunked_object(mem: mg.Memory) -> None:
 # -- opening -----------------------------------------------------------------------------
 
 
-def test_open_selects_variables(mem: mg.Memory) -> None:
+def test_open_selects_data_variables_with_columns(mem: mg.Memory) -> None:
     ds = rc.integers()
     mem.save(ds, "query", format="zarr")
-    subset = mem.open("query", variables=["i2", "u2"])
+    subset = mem.open("query", columns=["i2", "u2"])
     assert list(subset.data_vars) == ["i2", "u2"]
     xr.testing.assert_identical(ds[["i2", "u2"]], subset)
-    single = mem.open("query", variables="i8")
+    single = mem.open("query", columns="i8")
     assert list(single.data_vars) == ["i8"]
+    assert "spatial_ref" in single.coords
 
 
 def test_open_keeps_stored_chunks_unless_told(mem: mg.Memory) -> None:
@@ -346,12 +345,192 @@ def test_open_keeps_stored_chunks_unless_told(mem: mg.Memory) -> None:
     xr.testing.assert_identical(ds, merged)
 
 
-def test_open_rejects_unknown_query_and_variables(mem: mg.Memory) -> None:
+def test_unknown_open_keyword_lists_the_accepted_ones(mem: mg.Memory) -> None:
+    from memories_geo.formats.zarr import ZarrFormat
+
     mem.save(rc.integers(), "query", format="zarr")
-    with pytest.raises(mg.FormatError, match="bbox"):
-        mem.open("query", bbox=(0, 0, 1, 1))
-    with pytest.raises(mg.FormatError, match="missing"):
-        mem.open("query", variables=["missing"])
+    with pytest.raises(mg.OptionError, match=r"'variables'.*chunks") as caught:
+        mem.open("query", variables=["i2"])
+    for keyword in ("bbox", "bbox_crs", "time", "columns", *ZarrFormat.open_options):
+        assert keyword in str(caught.value)
+
+
+def test_columns_errors(mem: mg.Memory) -> None:
+    mem.save(rc.integers(), "query", format="zarr")
+    with pytest.raises(mg.FormatError, match=r"\['missing'\].*'i2'"):
+        mem.open("query", columns=["missing"])
+    mem.save(rc.dataarray_named(), "query/da", format="zarr")
+    with pytest.raises(mg.OptionError, match="DataArray"):
+        mem.open("query/da", columns=["t2m"])
+    mem.save(rc.datatree(), "query/tree", format="zarr")
+    with pytest.raises(mg.OptionError, match="DataTree"):
+        mem.open("query/tree", columns=["t2m"])
+
+
+# -- the open contract: bbox and time ------------------------------------------------------
+
+
+def _utm_series(ny: int = 20, nx: int = 30, nt: int = 4) -> xr.Dataset:
+    """float32 (time, y, x) in EPSG:32631 with 10 m cells, y descending."""
+    data = np.arange(nt * ny * nx, dtype="float32").reshape(nt, ny, nx)
+    time = pd.date_range("2024-01-01", periods=nt, freq="D")
+    return rc.with_crs(
+        xr.Dataset({"t2m": (("time", "y", "x"), data)}, coords={"time": time, **rc._grid(ny, nx)})
+    )
+
+
+def _to_wgs84(bounds: tuple[float, float, float, float], crs: str) -> tuple[float, ...]:
+    import pyproj
+
+    transformer = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    return tuple(transformer.transform_bounds(*bounds, densify_pts=21))
+
+
+def test_bbox_in_wgs84_and_in_the_native_crs_select_the_same_cells(mem: mg.Memory) -> None:
+    ds = _utm_series()
+    mem.save(ds, "bbox/utm", format="zarr")
+    expected = ds.isel(x=slice(5, 15), y=slice(3, 10))
+    x, y = ds.x.values, ds.y.values
+    native = (float(x[5]) - 2, float(y[9]) - 2, float(x[14]) + 2, float(y[3]) + 2)
+    by_native = mem.open("bbox/utm", bbox=native, bbox_crs="EPSG:32631")
+    by_wgs84 = mem.open("bbox/utm", bbox=_to_wgs84(native, "EPSG:32631"))
+    xr.testing.assert_identical(expected, by_native)
+    xr.testing.assert_identical(expected, by_wgs84)
+    assert rc.is_lazy(by_wgs84)
+    da = mem.open("bbox/utm", bbox=native, bbox_crs="EPSG:32631")["t2m"]
+    assert da.rio.transform() == expected.t2m.rio.transform()
+
+
+def test_module_open_takes_the_same_request(memory: mg.Memory) -> None:
+    ds = _utm_series()
+    memory.save(ds, "bbox/api", format="zarr")
+    x, y = ds.x.values, ds.y.values
+    native = (float(x[0]) - 2, float(y[1]) - 2, float(x[1]) + 2, float(y[0]) + 2)
+    subset = mg.open("bbox/api", bbox=_to_wgs84(native, "EPSG:32631"), time="2024-01-01", columns=["t2m"])
+    xr.testing.assert_identical(ds.isel(time=[0], x=slice(0, 2), y=slice(0, 2)), subset)
+
+
+def test_bbox_keeps_the_pixels_whose_centre_is_inside(mem: mg.Memory) -> None:
+    ds = _utm_series()
+    mem.save(ds, "bbox/centres", format="zarr")
+    x0, y0 = 500_000.0, 5_700_000.0
+    on_edges = mem.open("bbox/centres", bbox=(x0 + 20, y0 - 60, x0 + 50, y0 - 30), bbox_crs="EPSG:32631")
+    xr.testing.assert_identical(ds.isel(x=slice(2, 5), y=slice(3, 6)), on_edges)
+    on_centres = mem.open("bbox/centres", bbox=(x0 + 25, y0 - 55, x0 + 45, y0 - 35), bbox_crs="EPSG:32631")
+    xr.testing.assert_identical(on_edges, on_centres)
+    point = mem.open("bbox/centres", bbox=(x0 + 25, y0 - 25, x0 + 25, y0 - 25), bbox_crs="EPSG:32631")
+    xr.testing.assert_identical(ds.isel(x=[2], y=[2]), point)
+    with pytest.raises(mg.FormatError, match=r"contains no pixel centre.*widen it"):
+        mem.open("bbox/centres", bbox=(x0 + 26, y0 - 24, x0 + 34, y0 - 16), bbox_crs="EPSG:32631")
+
+
+@pytest.mark.parametrize("ascending", [False, True], ids=["lat-descending", "lat-ascending"])
+def test_bbox_on_lon_lat_grids(mem: mg.Memory, ascending: bool) -> None:
+    lat = np.arange(10) + 40.5 if ascending else 49.5 - np.arange(10)
+    lon = np.arange(12) - 5.5
+    values = np.arange(120, dtype="float64").reshape(10, 12)
+    ds = xr.Dataset({"v": (("lat", "lon"), values)}, coords={"lat": lat, "lon": lon})
+    mem.save(ds, "bbox/lonlat", format="zarr")
+    subset = mem.open("bbox/lonlat", bbox=(-2.0, 44.2, 1.0, 46.0))
+    assert sorted(subset.lon.values.tolist()) == [-1.5, -0.5, 0.5]
+    assert sorted(subset.lat.values.tolist()) == [44.5, 45.5]
+    wanted = {"lat": np.isin(lat, [44.5, 45.5]), "lon": np.isin(lon, [-1.5, -0.5, 0.5])}
+    xr.testing.assert_identical(ds.isel(wanted), subset)
+
+
+def test_bbox_outside_the_data_names_its_bounds(mem: mg.Memory) -> None:
+    mem.save(_utm_series(), "bbox/far", format="zarr")
+    bounds = r"\(500000\.0, 5699800\.0, 500300\.0, 5700000\.0\) in EPSG:32631, \(3\.0, 51\.449"
+    with pytest.raises(mg.FormatError, match=rf"does not intersect this Dataset, whose bounds are {bounds}"):
+        mem.open("bbox/far", bbox=(100.0, 10.0, 101.0, 11.0))
+    assert issubclass(mg.FormatError, ValueError)
+
+
+def test_time_selects_steps_by_label(mem: mg.Memory) -> None:
+    ds = _utm_series()
+    mem.save(ds, "time/ds", format="zarr")
+    xr.testing.assert_identical(ds.isel(time=[1]), mem.open("time/ds", time="2024-01-02"))
+    xr.testing.assert_identical(ds.isel(time=slice(2, None)), mem.open("time/ds", time=("2024-01-03", None)))
+    xr.testing.assert_identical(ds.isel(time=slice(0, 2)), mem.open("time/ds", time=(None, "2024-01-02")))
+    da = ds["t2m"]
+    mem.save(da, "time/da", format="zarr")
+    opened = mem.open("time/da", time=slice("2024-01-02", "2024-01-03"))
+    xr.testing.assert_identical(da.isel(time=slice(1, 3)), opened)
+    assert opened.name == "t2m"
+    with pytest.raises(mg.FormatError, match=r"'time' from 2024-01-01 00:00:00 to 2024-01-04"):
+        mem.open("time/ds", time="2023")
+
+
+def test_time_on_data_without_a_time_dimension_raises(mem: mg.Memory) -> None:
+    mem.save(rc.integers(), "time/none", format="zarr")
+    with pytest.raises(mg.OptionError, match="datetime dimension"):
+        mem.open("time/none", time="2024")
+
+
+def test_bbox_time_and_columns_combine(mem: mg.Memory) -> None:
+    ds = _utm_series().assign(flag=lambda d: d.t2m > 100)
+    per_step = {"chunks": (1, 20, 30)}
+    mem.save(ds, "combined", format="zarr", encoding={"t2m": per_step, "flag": per_step})
+    x, y = ds.x.values, ds.y.values
+    subset = mem.open(
+        "combined",
+        bbox=(float(x[0]), float(y[4]), float(x[3]), float(y[0])),
+        bbox_crs="EPSG:32631",
+        time=("2024-01-02", "2024-01-03"),
+        columns=["flag"],
+        chunks={"time": 2},
+    )
+    xr.testing.assert_identical(ds[["flag"]].isel(time=slice(1, 3), x=slice(0, 4), y=slice(0, 5)), subset)
+    assert subset["flag"].chunks[0] == (1, 1)
+
+
+def test_bbox_and_time_subsets_are_lazy_and_read_nothing_outside(mem: mg.Memory) -> None:
+    ds = rc.large_time_series(nt=4, ny=256, nx=256)
+    mem.save(ds, "lazy/window", format="zarr", encoding={"t2m": {"chunks": (1, 64, 64)}})
+    x, y = ds.x.values, ds.y.values
+    bbox = (float(x[70]), float(y[120]), float(x[120]), float(y[70]))
+    subset = mem.open("lazy/window", bbox=bbox, bbox_crs="EPSG:32631", time="2024-01-01T01")
+    assert rc.is_lazy(subset)
+    assert dict(subset.sizes) == {"time": 1, "y": 51, "x": 51}
+    chunk_dir = Path(_store_path(mem, "lazy/window")) / "t2m" / "c"
+    kept = chunk_dir / "1" / "1" / "1"
+    damaged = [f for f in chunk_dir.rglob("*") if f.is_file() and f != kept]
+    assert len(damaged) == 63
+    for file in damaged:
+        file.write_bytes(b"not a chunk")
+    xr.testing.assert_identical(ds.isel(time=[1], x=slice(70, 121), y=slice(70, 121)), subset.compute())
+    with pytest.raises(RuntimeError, match="decompression"):
+        mem.open("lazy/window").compute()
+
+
+def test_chunks_none_selects_without_dask(mem: mg.Memory) -> None:
+    ds = _utm_series()
+    mem.save(ds, "nodask", format="zarr")
+    subset = mem.open("nodask", chunks=None, time="2024-01-04")
+    assert not rc.is_lazy(subset)
+    xr.testing.assert_identical(ds.isel(time=[3]), subset)
+
+
+def test_bbox_and_time_apply_to_every_node_of_a_tree(mem: mg.Memory) -> None:
+    tree = rc.datatree()
+    mem.save(tree, "tree/sel", format="zarr")
+    x, y = rc._grid()["x"], rc._grid()["y"]
+    opened = mem.open(
+        "tree/sel",
+        bbox=(float(x[1]), float(y[1]), float(x[2]), float(y[0])),
+        bbox_crs="EPSG:32631",
+        time="2024-01-03",
+    )
+    assert isinstance(opened, xr.DataTree)
+    xr.testing.assert_identical(
+        tree["/a"].to_dataset().isel(time=[2], x=[1, 2], y=[0, 1]), opened["/a"].to_dataset()
+    )
+    xr.testing.assert_identical(
+        tree["/b/c"].to_dataset().isel(x=[1, 2], y=[0, 1]), opened["/b/c"].to_dataset()
+    )
+    assert rc.is_lazy(opened)
+    with pytest.raises(mg.FormatError, match="selects no pixel of any node"):
+        mem.open("tree/sel", bbox=(100.0, 10.0, 101.0, 11.0))
 
 
 def test_importing_the_format_module_does_not_import_zarr() -> None:
@@ -517,6 +696,7 @@ def _region_write(mem: mg.Memory, key: str, part: Any, region: Any) -> tuple[Any
     from memories_geo.backends.base import Location
     from memories_geo.formats.base import WriteOptions
     from memories_geo.formats.zarr import ZarrFormat
+    from memories_geo.query import open_request
 
     entry = mem.info(key)
     backend = mem.tiers.backend(entry.tier)
@@ -524,7 +704,7 @@ def _region_write(mem: mg.Memory, key: str, part: Any, region: Any) -> tuple[Any
     options = WriteOptions(mode="a", previous=Location(backend, entry.path), extra={"region": region})
     fmt = ZarrFormat()
     result = fmt.write(part, target, options)
-    return fmt.open(target, result.object_info), target
+    return fmt.open(target, result.object_info, open_request()), target
 
 
 @pytest.mark.parametrize("region", ["auto", {"time": slice(5, 9)}], ids=["auto", "slices"])

@@ -23,12 +23,14 @@ from shapely.geometry import (
 __all__ = [
     "CRS_CASES",
     "GEOMETRY_CASES",
+    "GRID_BOXES",
     "LARGE_ROWS",
     "VECTOR_CASES",
     "attributes_frame",
     "make_case",
     "make_grid_layer",
     "make_large_points",
+    "make_timed_layer",
 ]
 
 #: Rows of the "large" cases: more than one GeoParquet row group (32,768 rows).
@@ -245,6 +247,15 @@ def _with_index(kind: str) -> gpd.GeoDataFrame:
     return gdf
 
 
+#: Boxes in EPSG:32631 over :func:`make_grid_layer`'s area, by how much of it they cover.
+GRID_BOXES: dict[str, tuple[float, float, float, float]] = {
+    "partial": (450_000.0, 5_050_000.0, 600_000.0, 5_250_000.0),
+    "small": (500_000.0, 5_100_000.0, 520_000.0, 5_120_000.0),
+    "everything": (0.0, 0.0, 1e7, 1e7),
+    "nothing": (0.0, 0.0, 1.0, 1.0),
+}
+
+
 def make_grid_layer(n: int = 20, crs: str = "EPSG:32631") -> gpd.GeoDataFrame:
     """Squares, lines and points spread over a UTM zone 31N area (for bbox queries).
 
@@ -272,6 +283,46 @@ def make_grid_layer(n: int = 20, crs: str = "EPSG:32631") -> gpd.GeoDataFrame:
             "label": [f"f{i}" for i in range(len(geoms))],
         },
         geometry=geoms,
+        crs=crs,
+    )
+
+
+def make_timed_layer(
+    n: int = 48, crs: str = "EPSG:32631", *, tz: str | None = None, unit: str = "ns"
+) -> gpd.GeoDataFrame:
+    """Points with two datetime columns, for ``time=`` selection.
+
+    The first datetime column, ``observed``, holds hourly instants from 2024-01-01
+    00:00 UTC (every fifth missing), naive (UTC) or in ``tz``, at resolution
+    ``unit``; ``label`` (text) comes before it, and ``other_time``, a year later,
+    after it, so a selection on the wrong column returns other rows.
+
+    Parameters
+    ----------
+    n : int
+        Rows.
+    crs : str
+        CRS of the points (spread over UTM zone 31N coordinates, reprojected).
+    tz : str, optional
+        Time zone of ``observed`` (the same instants); default naive UTC.
+    unit : str
+        Resolution of ``observed``: ``"s"``, ``"ms"``, ``"us"`` or ``"ns"``.
+    """
+    rng = np.random.default_rng(11)
+    instants = pd.Series(pd.date_range("2024-01-01", periods=n, freq="h").astype(f"datetime64[{unit}]"))
+    instants[::5] = pd.NaT
+    observed = instants if tz is None else instants.dt.tz_localize("UTC").dt.tz_convert(tz)
+    xy = zip(rng.uniform(400_000, 700_000, n), rng.uniform(5e6, 5.4e6, n), strict=True)
+    points = gpd.GeoSeries([Point(x, y) for x, y in xy], crs="EPSG:32631").to_crs(crs)
+    return gpd.GeoDataFrame(
+        {
+            "label": [f"t{i}" for i in range(n)],
+            "observed": observed.to_numpy() if tz is None else observed.array,
+            "count": np.arange(n, dtype="int64"),
+            "other_time": pd.date_range("2025-01-01", periods=n, freq="h"),
+        },
+        geometry=points.values,
+        index=pd.RangeIndex(10, 10 + n, name="fid"),
         crs=crs,
     )
 

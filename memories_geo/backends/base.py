@@ -1,38 +1,77 @@
-"""Backend protocol, locations, and the one normaliser from a URL to a backend."""
+"""The backend protocol: where bytes live, what a backend can do, and places inside it.
+
+Callers ask a backend's :attr:`Backend.capabilities`, never its type (as zarr stores
+declare ``supports_writes``). Every backend implements :class:`Backend`; one with
+``Capability.FILES`` also implements :class:`FileStore` (an fsspec filesystem), one with
+``Capability.TABLES`` also :class:`TableStore` (database tables).
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from memories_geo.errors import ConfigError, TierUnavailableError
+from memories_geo.config import redact_url
+from memories_geo.errors import TierUnavailableError
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["Backend", "Location", "make_backend", "redact_url"]
+__all__ = ["Backend", "Capability", "FileStore", "Location", "TableStore", "redact_url", "require"]
+
+
+class Capability(StrEnum):
+    """What a backend can do; declared in ``Backend.capabilities``.
+
+    Attributes
+    ----------
+    WRITES
+        New versions can be written.
+    LISTING
+        Stored versions can be listed (orphan recovery, catalog rebuilds).
+    FILES
+        Bytes are files on an fsspec filesystem (:class:`FileStore`).
+    TABLES
+        Data lives in database tables (:class:`TableStore`).
+    ATOMIC_RENAME
+        A rename is atomic (local file systems).
+    SERVER_SIDE_COPY
+        Copies inside the store do not pass through the client.
+    STORAGE_CLASSES
+        Objects can be given a storage class or access tier.
+    RESTORE
+        Archived objects must be restored before they can be read.
+    OBJECT_LOCK
+        Objects can be locked against deletion (WORM retention).
+    """
+
+    WRITES = "writes"
+    LISTING = "listing"
+    FILES = "files"
+    TABLES = "tables"
+    ATOMIC_RENAME = "atomic_rename"
+    SERVER_SIDE_COPY = "server_side_copy"
+    STORAGE_CLASSES = "storage_classes"
+    RESTORE = "restore"
+    OBJECT_LOCK = "object_lock"
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """Where bytes live: a root URL plus capability flags, checked on every write."""
+    """Where bytes live: a root URL, declared capabilities, and the calls every caller may use.
+
+    Paths are relative to the root and never escape it. A version is stored at a
+    logical path ``{key}/@v/{version_id}{ext}``; small objects (version records,
+    checkpoint manifests) are stored with :meth:`write_bytes` on every backend.
+    """
 
     url: str
-    supports_writes: ClassVar[bool]
-    supports_listing: ClassVar[bool]
-    is_database: ClassVar[bool]
 
     @property
-    def fs(self) -> AbstractFileSystem:
-        """The fsspec filesystem (file backends only)."""
-        ...
-
-    def full_path(self, path: str) -> str:
-        """Path of ``path`` (relative to the root) on :attr:`fs`."""
+    def capabilities(self) -> frozenset[Capability]:
+        """What this backend can do."""
         ...
 
     def url_for(self, path: str) -> str:
@@ -44,12 +83,84 @@ class Backend(Protocol):
         ...
 
     def remove(self, path: str) -> None:
-        """Delete ``path`` recursively; missing is fine."""
+        """Delete whatever is stored at ``path`` (recursively); missing is fine."""
         ...
 
     def listdir(self, path: str) -> list[str]:
         """Names directly under ``path`` (empty if missing)."""
         ...
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Store a small object at ``path``, replacing any."""
+        ...
+
+    def read_bytes(self, path: str) -> bytes:
+        """Read the small object at ``path``.
+
+        Raises
+        ------
+        FileNotFoundError
+            When nothing is stored there.
+        """
+        ...
+
+    def version_paths(self) -> list[str]:
+        """Logical paths of every version stored on this backend (``{key}/@v/{id}{ext}``)."""
+        ...
+
+
+@runtime_checkable
+class FileStore(Backend, Protocol):
+    """A backend with :attr:`Capability.FILES`: files under a root on an fsspec filesystem."""
+
+    storage_options: Mapping[str, Any]
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        """The fsspec filesystem."""
+        ...
+
+    @property
+    def protocol(self) -> str:
+        """First protocol name of :attr:`fs` (``"file"``, ``"s3"``...)."""
+        ...
+
+    def full_path(self, path: str) -> str:
+        """Path of ``path`` on :attr:`fs`, refusing anything outside the root."""
+        ...
+
+
+@runtime_checkable
+class TableStore(Backend, Protocol):
+    """A backend with :attr:`Capability.TABLES`: versions stored as database tables.
+
+    ``dialect`` names the SQL it speaks (``"postgresql"``, ``"sqlite"``), so a format can
+    refuse a database it cannot write.
+    """
+
+    dialect: str
+
+    def ensure_ready(self) -> None:
+        """Create the backend's own tables of record if they are missing."""
+        ...
+
+    def table_for(self, path: str) -> str | None:
+        """Physical table name of the version at logical ``path``, ``None`` if none."""
+        ...
+
+
+def require(backend: Backend, capability: Capability, what: str) -> None:
+    """Raise :class:`TierUnavailableError` unless ``backend`` has ``capability``.
+
+    Examples
+    --------
+    >>> require(backend, Capability.WRITES, "saving")  # doctest: +SKIP
+    """
+    if capability not in backend.capabilities:
+        raise TierUnavailableError(
+            f"{what} needs a backend with {capability.value!r}; {backend.url_for('')!r} offers "
+            f"{sorted(c.value for c in backend.capabilities)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -60,14 +171,26 @@ class Location:
     path: str
 
     @property
+    def files(self) -> FileStore:
+        """The backend as a :class:`FileStore` (formats stored as files call this).
+
+        Raises
+        ------
+        TierUnavailableError
+            When the backend does not store files.
+        """
+        require(self.backend, Capability.FILES, f"storing files at {self.url!r}")
+        return self.backend  # type: ignore[return-value]
+
+    @property
     def fs(self) -> AbstractFileSystem:
-        """Filesystem of the backend."""
-        return self.backend.fs
+        """Filesystem of a file backend."""
+        return self.files.fs
 
     @property
     def full_path(self) -> str:
         """Path on :attr:`fs`."""
-        return self.backend.full_path(self.path)
+        return self.files.full_path(self.path)
 
     @property
     def url(self) -> str:
@@ -77,66 +200,9 @@ class Location:
     @property
     def storage_options(self) -> Mapping[str, Any]:
         """Options for fsspec-aware writers."""
-        return getattr(self.backend, "storage_options", {})
+        return self.files.storage_options
 
     @property
     def is_local(self) -> bool:
         """Whether the location is a local directory (writers may use fast local paths)."""
-        return getattr(self.backend, "protocol", "") == "file"
-
-
-_FILES = "memories_geo.backends.files:FileBackend"
-_POSTGRES = "memories_geo.backends.postgres:PostgresBackend"
-_POSTGRES_HINT = "Install psycopg and psycopg-pool: pip install memories-geo[postgis]"
-
-#: URL scheme -> backend class path, modules it needs, install hint (like fsspec's registry).
-BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "file": (_FILES, (), ""),
-    "memory": (_FILES, (), ""),
-    "s3": (_FILES, ("s3fs",), "Install s3fs: pip install memories-geo[s3]"),
-    "gs": (_FILES, ("gcsfs",), "Install gcsfs: pip install memories-geo[gcs]"),
-    "gcs": (_FILES, ("gcsfs",), "Install gcsfs: pip install memories-geo[gcs]"),
-    "az": (_FILES, ("adlfs",), "Install adlfs: pip install memories-geo[azure]"),
-    "abfs": (_FILES, ("adlfs",), "Install adlfs: pip install memories-geo[azure]"),
-    "postgresql": (_POSTGRES, ("psycopg", "psycopg_pool"), _POSTGRES_HINT),
-    "postgres": (_POSTGRES, ("psycopg", "psycopg_pool"), _POSTGRES_HINT),
-}
-
-
-def make_backend(url: str, storage_options: Mapping[str, Any] | None = None) -> Backend:
-    """Turn a tier URL and its ``storage_options`` into a backend.
-
-    Raises
-    ------
-    ConfigError
-        For a scheme no backend handles.
-    TierUnavailableError
-        When the backend's package is not installed.
-    """
-    scheme = urlsplit(url).scheme or "file"
-    entry = BACKENDS.get(scheme)
-    if entry is None:
-        raise ConfigError(
-            f"no backend for URL scheme {scheme!r} in {redact_url(url)!r}; "
-            f"supported: {sorted(BACKENDS)}."
-        )
-    cls_path, requires, hint = entry
-    missing = [m for m in requires if importlib.util.find_spec(m) is None]
-    if missing:
-        raise TierUnavailableError(f"{redact_url(url)!r} needs {', '.join(missing)}. {hint}")
-    module_name, _, attr = cls_path.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
-    return cls(url, storage_options=dict(storage_options or {}))
-
-
-def redact_url(url: str) -> str:
-    """Remove the password (and any query string) from a URL before showing it."""
-    parts = urlsplit(url)
-    if parts.password is None and not parts.query:
-        return url
-    netloc = parts.hostname or ""
-    if parts.username:
-        netloc = f"{parts.username}:***@{netloc}"
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    return parts._replace(netloc=netloc, query="").geturl()
+        return Capability.FILES in self.backend.capabilities and self.files.protocol == "file"

@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from memories_geo.backends.base import redact_url
+from memories_geo.backends.base import Capability
+from memories_geo.config import redact_url
 from memories_geo.errors import InvalidKeyError, TierUnavailableError
+from memories_geo.keys import VERSIONS_DIR
+from memories_geo.records import RECORD_SUFFIX
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -27,9 +30,10 @@ class FileBackend:
         Passed to the fsspec filesystem (credentials, endpoint...). Never shown.
     """
 
-    supports_writes: ClassVar[bool] = True
-    supports_listing: ClassVar[bool] = True
-    is_database: ClassVar[bool] = False
+    #: Object stores whose fsspec ``copy`` runs inside the store.
+    _SERVER_SIDE_COPY: ClassVar[frozenset[str]] = frozenset(
+        {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
+    )
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
@@ -59,6 +63,16 @@ class FileBackend:
     def root(self) -> str:
         """Root path on :attr:`fs`."""
         return self._fs_and_root[1]
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Writes, listing, files; atomic rename on local disks; server-side copy on object stores."""
+        caps = {Capability.WRITES, Capability.LISTING, Capability.FILES}
+        if self.protocol == "file":
+            caps.add(Capability.ATOMIC_RENAME)
+        if self.protocol in self._SERVER_SIDE_COPY:
+            caps.add(Capability.SERVER_SIDE_COPY)
+        return frozenset(caps)
 
     @property
     def protocol(self) -> str:
@@ -124,6 +138,26 @@ class FileBackend:
     def read_bytes(self, path: str) -> bytes:
         """Read a small object at ``path``."""
         return bytes(self.fs.cat_file(self.full_path(path)))
+
+    def version_paths(self) -> list[str]:
+        """Logical path of every version under the root, found by walking the ``@v`` folders.
+
+        A version record whose data is missing counts as that version (so orphan
+        recovery removes the lone record too). Folders whose name starts with ``@``
+        (``@checkpoints``) are not descended into.
+        """
+        found: dict[str, None] = {}
+        pending = [""]
+        while pending:
+            path = pending.pop()
+            for name in self.listdir(path):
+                child = posixpath.join(path, name) if path else name
+                if name == VERSIONS_DIR:
+                    for version in self.listdir(child):
+                        found[posixpath.join(child, version.removesuffix(RECORD_SUFFIX))] = None
+                elif not name.startswith("@") and self.fs.isdir(self.full_path(child)):
+                    pending.append(child)
+        return sorted(found)
 
     def makedirs(self, path: str) -> None:
         """Create ``path`` and its parents (no-op on object stores)."""

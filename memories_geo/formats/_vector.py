@@ -1,17 +1,32 @@
-"""What the vector formats share: GeoSeries/GeoDataFrame to frame and back, CRS assignment."""
+"""What the vector formats share: frames and back, CRS assignment, the open contract's checks."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 
-from memories_geo.errors import UnsupportedObjectError
+from memories_geo.errors import OptionError, UnsupportedObjectError
 
-__all__ = ["as_frame", "check_bbox", "check_query", "series_name", "with_crs"]
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from memories_geo.query import OpenRequest
+
+__all__ = [
+    "as_frame",
+    "check_bbox",
+    "check_query",
+    "check_series_request",
+    "no_time_column",
+    "series_name",
+    "time_mask",
+    "with_crs",
+]
 
 
 def as_frame(obj: Any, format_name: str) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
@@ -60,6 +75,7 @@ def series_name(stored: Any) -> Any:
         return tuple(stored["tuple"])
     return stored
 
+
 def with_crs(gdf: gpd.GeoDataFrame, crs: Any, *, kind: str) -> gpd.GeoDataFrame:
     """``gdf`` with ``crs`` assigned when it has none; never modifies ``gdf`` itself."""
     import pyproj
@@ -102,10 +118,50 @@ def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
 
 
 def check_query(query: Mapping[str, Any], allowed: Iterable[str], format_name: str) -> None:
-    """Raise ``TypeError`` naming query keywords the format does not take."""
+    """Raise :class:`OptionError` naming query keywords the format does not take."""
     allowed = list(allowed)
     unknown = sorted(set(query) - set(allowed))
     if unknown:
-        raise TypeError(
+        raise OptionError(
             f"unknown query keyword(s) {unknown} for format {format_name!r}; valid: {allowed}"
         )
+
+
+def check_series_request(object_info: Mapping[str, Any], request: OpenRequest) -> bool:
+    """Whether the stored object is a GeoSeries; ``columns=`` on one is an :class:`OptionError`."""
+    is_series = object_info.get("type") == "GeoSeries"
+    if is_series and request.columns is not None:
+        raise OptionError(
+            "columns= does not apply to a stored GeoSeries (it has one column, its geometry); "
+            "open it without columns="
+        )
+    return is_series
+
+
+def no_time_column(columns: Iterable[str]) -> OptionError:
+    """The error for ``time=`` on a layer without a datetime column (to raise)."""
+    return OptionError(
+        "time= selects rows on the layer's first datetime column, and this layer has none "
+        f"(columns: {list(columns)}); open it without time="
+    )
+
+
+def time_mask(values: pd.Series, time: tuple[pd.Timestamp | None, pd.Timestamp | None]) -> np.ndarray:
+    """Rows of ``values`` (datetimes) inside the inclusive naive-UTC ``time`` bounds.
+
+    Time-zone-aware values compare in UTC; missing values never match.
+    """
+    import pandas as pd
+
+    column = values
+    if not pd.api.types.is_datetime64_any_dtype(column.dtype):
+        column = pd.to_datetime(column, errors="coerce", utc=True)
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    start, end = time
+    mask = column.notna()
+    if start is not None:
+        mask &= column >= start
+    if end is not None:
+        mask &= column <= end
+    return mask.to_numpy(dtype=bool)

@@ -11,7 +11,8 @@ from memories_geo.integrity import Manifest, build_manifest, verify_manifest
 from memories_geo.types import CompressionLevel, Kind, Mode
 
 if TYPE_CHECKING:
-    from memories_geo.backends.base import Location
+    from memories_geo.backends.base import Capability, Location
+    from memories_geo.query import OpenRequest
 
 __all__ = ["FileFormat", "Format", "WriteOptions", "WriteResult"]
 
@@ -94,6 +95,15 @@ class Format(Protocol):
     name: ClassVar[str]
     kinds: ClassVar[frozenset[Kind]]
     extension: ClassVar[str]
+    #: Format-specific ``open`` keywords -> one-line description (``bbox``, ``bbox_crs``,
+    #: ``time`` and ``columns`` are common to every format and not listed here).
+    open_options: ClassVar[Mapping[str, str]]
+    #: Where this format is the default: (kind, backend capability it needs) pairs.
+    default_for: ClassVar[frozenset[tuple[Kind, Capability]]]
+
+    def default_priority(self, obj: Any) -> int:
+        """How strongly this format wants to be the default for ``obj`` (0: not at all)."""
+        ...
 
     def can_store(self, obj: Any) -> bool:
         """Whether this format can hold ``obj``."""
@@ -103,8 +113,14 @@ class Format(Protocol):
         """Write ``obj`` at ``location`` (which does not exist yet) and describe it."""
         ...
 
-    def open(self, location: Location, object_info: Mapping[str, Any], **query: Any) -> Any:
-        """Open what :meth:`write` stored, lazily where possible."""
+    def open(self, location: Location, object_info: Mapping[str, Any], request: OpenRequest) -> Any:
+        """Open what :meth:`write` stored, lazily where possible, honouring ``request``.
+
+        ``request.bbox`` (in ``request.bbox_crs``; :meth:`OpenRequest.bbox_in` gives it
+        in the data's CRS) and ``request.time`` restrict what is returned;
+        ``request.columns`` selects columns or data variables; ``request.options`` holds
+        only keywords listed in :attr:`open_options`.
+        """
         ...
 
     def delete(self, location: Location) -> None:
@@ -130,6 +146,11 @@ class FileFormat:
     name: ClassVar[str]
     kinds: ClassVar[frozenset[Kind]]
     extension: ClassVar[str]
+    open_options: ClassVar[Mapping[str, str]] = {}
+    default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset()
+
+    def default_priority(self, obj: Any) -> int:  # noqa: D102
+        return 1
 
     def can_store(self, obj: Any) -> bool:  # noqa: D102
         raise NotImplementedError
@@ -147,7 +168,7 @@ class FileFormat:
     ) -> tuple[Footprint, Mapping[str, Any]]:
         raise NotImplementedError
 
-    def open(self, location: Location, object_info: Mapping[str, Any], **query: Any) -> Any:  # noqa: D102
+    def open(self, location: Location, object_info: Mapping[str, Any], request: OpenRequest) -> Any:  # noqa: D102
         raise NotImplementedError
 
     def delete(self, location: Location) -> None:  # noqa: D102

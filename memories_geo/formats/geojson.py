@@ -27,10 +27,12 @@ from memories_geo.crs import crs_to_string
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
 from memories_geo.formats.base import FileFormat, WriteOptions
+from memories_geo.query import OpenRequest, check_options
 from memories_geo.types import CompressionLevel, Kind
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
 
     from memories_geo.backends.base import Location
     from memories_geo.footprint import Footprint
@@ -46,7 +48,6 @@ GZIP_LEVEL: dict[CompressionLevel, int] = {
 }
 
 _WRITE_KEYWORDS = ("compress", "precision", "validate")
-_QUERY_KEYWORDS = ("bbox", "columns", "crs")
 _GZIP_MAGIC = b"\x1f\x8b"
 _INDEX_PREFIX = "__index_level_"
 _MAX_REPORTED = 20
@@ -98,6 +99,9 @@ class GeoJSONFormat(FileFormat):
     name: ClassVar[str] = "geojson"
     kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR})
     extension: ClassVar[str] = ".geojson"
+    open_options: ClassVar[Mapping[str, str]] = {
+        "crs": "CRS to return: None (EPSG:4326, as stored), 'original' (the CRS it was saved in) or any CRS",
+    }
 
     def can_store(self, obj: Any) -> bool:
         """Whether ``obj`` is a GeoDataFrame or a GeoSeries."""
@@ -114,11 +118,7 @@ class GeoJSONFormat(FileFormat):
     ) -> tuple[Footprint, Mapping[str, Any]]:
         from memories_geo.formats._vector import as_frame, with_crs
 
-        unknown = sorted(set(options.extra) - set(_WRITE_KEYWORDS))
-        if unknown:
-            raise TypeError(
-                f"unknown keyword(s) {unknown} for format 'geojson'; valid: {list(_WRITE_KEYWORDS)}"
-            )
+        check_options(options.extra, _WRITE_KEYWORDS, "save() in format 'geojson'")
         if options.mode == "a":
             raise UnsupportedObjectError(
                 "format 'geojson' cannot append; save the combined layer with mode='w'"
@@ -144,9 +144,11 @@ class GeoJSONFormat(FileFormat):
 
             location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
         location.fs.pipe_file(location.full_path, data)
-        return vector_footprint(stored), info
+        return vector_footprint(stored.drop(columns=layout["index"].get("columns", []))), info
 
-    def open(self, location: Location, object_info: Mapping[str, Any], **query: Any) -> Any:
+    def open(
+        self, location: Location, object_info: Mapping[str, Any], request: OpenRequest | None = None
+    ) -> Any:
         """Read the stored layer back as the type that was saved.
 
         Parameters
@@ -155,26 +157,30 @@ class GeoJSONFormat(FileFormat):
             Where the file is.
         object_info : mapping
             What :meth:`write` recorded.
-        **query
-            ``bbox=(minx, miny, maxx, maxy)`` in EPSG:4326 (rows whose geometry
-            intersects it), ``columns=[...]``, and ``crs=``: ``None`` (default)
-            returns EPSG:4326 as stored, ``"original"`` reprojects to the CRS the
-            layer was saved in, anything else pyproj understands reprojects to it.
+        request : OpenRequest, optional
+            ``bbox`` (in ``request.bbox_crs``; rows whose geometry intersects it),
+            ``time`` (rows of the first datetime column), ``columns``, and
+            ``options["crs"]``: ``None`` (default) returns EPSG:4326 as stored,
+            ``"original"`` reprojects to the CRS the layer was saved in, anything
+            else pyproj understands reprojects to it. Default the whole layer.
 
         Returns
         -------
         geopandas.GeoDataFrame or geopandas.GeoSeries
-        """
-        from memories_geo.formats._vector import check_bbox, check_query, series_name
 
-        check_query(query, _QUERY_KEYWORDS, self.name)
-        is_series = object_info.get("type") == "GeoSeries"
-        columns = query.get("columns")
-        if is_series and columns is not None:
-            raise ValueError("columns= does not apply to a stored GeoSeries (it has one column)")
-        box = check_bbox(query["bbox"]) if query.get("bbox") is not None else None
-        gdf = _read(location, object_info, box, columns)
-        gdf = _to_crs(gdf, query.get("crs"), object_info)
+        Raises
+        ------
+        OptionError
+            ``columns=`` on a stored GeoSeries, or ``time=`` on a layer without a
+            datetime column.
+        """
+        from memories_geo.formats._vector import check_series_request, series_name
+
+        request = request if request is not None else OpenRequest()
+        is_series = check_series_request(object_info, request)
+        box = request.bbox_in("EPSG:4326")
+        gdf = _read(location, object_info, box, request.columns, request.time)
+        gdf = _to_crs(gdf, request.options.get("crs"), object_info)
         if is_series:
             return gdf.geometry.rename(series_name(object_info.get("name")))
         return gdf
@@ -276,10 +282,13 @@ def _read(
     info: Mapping[str, Any],
     box: tuple[float, float, float, float] | None,
     columns: Any,
+    time: tuple[pd.Timestamp | None, pd.Timestamp | None] | None,
 ) -> gpd.GeoDataFrame:
     import pandas as pd
     import pyogrio
     import shapely
+
+    from memories_geo.formats._vector import no_time_column, time_mask
 
     data = location.fs.cat_file(location.full_path)
     if data[:2] == _GZIP_MAGIC:
@@ -292,10 +301,16 @@ def _read(
         missing = [c for c in wanted if c not in info.get("columns", wanted)]
         if missing:
             raise ValueError(f"columns {missing} are not in the stored layer; it has {info.get('columns')}")
+    when = None
+    if time is not None:
+        when = _time_column(info)
+        if when is None:
+            raise no_time_column(info.get("columns", []))
+    extra = [when] if when is not None and wanted is not None and when not in wanted else []
     try:
         gdf = pyogrio.read_dataframe(
             io.BytesIO(data),
-            columns=None if wanted is None else wanted + index_columns,
+            columns=None if wanted is None else wanted + extra + index_columns,
             bbox=box,
         )
     except Exception as exc:
@@ -304,15 +319,45 @@ def _read(
     if box is not None and len(gdf):
         keep = shapely.intersects(np.asarray(gdf.geometry.values, dtype=object), shapely.box(*box))
         gdf = gdf[keep]
-    filtered = box is not None
     dtypes = info.get("dtypes", {})
-    expected = (info.get("columns", []) if wanted is None else wanted) + index_columns
+    expected = (info.get("columns", []) if wanted is None else wanted + extra) + index_columns
     for name in expected:
         if name not in gdf.columns:
             gdf[name] = pd.Series([None] * len(gdf), index=gdf.index, dtype=object)
     for name in gdf.columns:
         if name != "geometry" and name in dtypes:
             gdf[name] = _restore_dtype(gdf[name], dtypes[name])
+    if when is not None and time is not None:
+        gdf = gdf[time_mask(gdf[when], time)].drop(columns=extra)
+    return _rebuild(gdf, info, columns, filtered=box is not None or time is not None)
+
+
+def _time_column(info: Mapping[str, Any]) -> str | None:
+    """First column recorded with a datetime dtype (the footprint's time column)."""
+    import pandas as pd
+
+    dtypes = info.get("dtypes", {})
+    for name in info.get("columns", []):
+        record = dtypes.get(name)
+        if not isinstance(record, str) or record == "category":
+            continue
+        try:
+            dtype = pd.api.types.pandas_dtype(record)
+        except TypeError:
+            continue
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            return str(name)
+    return None
+
+
+def _rebuild(
+    gdf: gpd.GeoDataFrame, info: Mapping[str, Any], columns: Any, *, filtered: bool
+) -> gpd.GeoDataFrame:
+    """The saved index, geometry name and column order put back on what was read."""
+    import pandas as pd
+
+    index_info = info.get("index", {})
+    index_columns = list(index_info.get("columns", []))
     if index_columns:
         gdf = gdf.set_index(index_columns)
         gdf.index.names = index_info["names"]
@@ -324,7 +369,7 @@ def _read(
     geometry_name = info.get("geometry", "geometry")
     if geometry_name != "geometry":
         gdf = gdf.rename_geometry(geometry_name)
-    if wanted is None:
+    if columns is None:
         order = info.get("order", list(gdf.columns))
     else:
         order = [str(c) for c in columns]

@@ -164,9 +164,11 @@ def start_moto(bucket: str = "memories-test") -> Service:
     server.start()
     _wait_for_port(port, 30, "moto")
     endpoint = f"http://127.0.0.1:{port}"
+    import secrets
+
     options = {
-        "key": "testing",
-        "secret": "testing",
+        "key": f"mgkey{secrets.token_hex(6)}",
+        "secret": f"mgsecret{secrets.token_hex(12)}",
         "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
     }
     import logging
@@ -176,7 +178,7 @@ def start_moto(bucket: str = "memories-test") -> Service:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        aws_access_key_id=options["key"], aws_secret_access_key=options["secret"],
     ).create_bucket(Bucket=bucket)
     return Service("s3", f"s3://{bucket}", options=options, _stop=server.stop)
 

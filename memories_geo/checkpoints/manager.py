@@ -1,136 +1,35 @@
-"""Checkpoints: named, immutable, verifiable snapshots of which version each key points to.
-
-A checkpoint pins ``key -> version`` for every key (versions it pins are never
-garbage-collected) and writes a JSON manifest (catalog rows with checksum manifests) to
-the primary store under ``@checkpoints/``. With a backup store, the pinned data is
-copied there (incrementally, verified) before the manifest, so a checkpoint present in
-the backup is complete there.
-"""
+"""The checkpoint manager: save, list, get, diff, verify, restore, delete and rotate checkpoints."""
 
 from __future__ import annotations
 
-import contextlib
-import html
 import json
+import logging
 import posixpath
-import secrets
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from memories_geo.backends.base import Location
+from memories_geo.backends.base import Capability
 from memories_geo.catalog import CheckpointRow, utc_now
+from memories_geo.checkpoints.backup import BackupStore
+from memories_geo.checkpoints.info import CheckpointDiff, CheckpointInfo, CheckpointList
 from memories_geo.errors import CheckpointNotFoundError, ChecksumMismatchError, KeyNotFoundError
 from memories_geo.events import emit
-from memories_geo.formats.base import WriteOptions
-from memories_geo.integrity import Manifest, hash_bytes, verify_manifest
-from memories_geo.records import record_path
-from memories_geo.types import CompressionLevel
+from memories_geo.integrity import hash_bytes
+from memories_geo.keys import new_id
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
     from memories_geo.entry import Entry
-    from memories_geo.memory import Memory
+    from memories_geo.versions import VersionStore
 
-__all__ = ["CheckpointDiff", "CheckpointInfo", "CheckpointList", "CheckpointManager"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["CHECKPOINT_DIR", "CheckpointManager", "Validate"]
 
 CHECKPOINT_DIR = "@checkpoints"
-#: Suffix of the GeoParquet export that backs up a database version.
-_TABLE_EXPORT = ".table.parquet"
 MANIFEST_FORMAT = "memories_geo.checkpoint/1"
 Validate = bool | Literal["full"]
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """A checkpoint: ``id`` (unique), ``name`` (may repeat), time, size and checksum.
-
-    Attributes
-    ----------
-    id : str
-        Unique, time-sortable identifier.
-    name : str
-        Label given at save time (``"daily"``); ``restore("daily")`` takes the newest.
-    timestamp : str
-        Creation time, ISO 8601 UTC.
-    keys : int
-        Number of keys pinned.
-    bytes : int
-        Total size of the pinned versions.
-    checksum : str
-        Digest over every pinned ``(key, version id, version checksum)``.
-    kind : str
-        ``"manual"``, ``"auto"`` (rotated by :class:`AutoPersistence`) or ``"safety"``
-        (taken automatically before a restore).
-    message : str
-        Free text.
-    backed_up : bool
-        Whether the data and manifest were copied to a backup store.
-    """
-
-    id: str
-    name: str
-    timestamp: str
-    keys: int
-    bytes: int
-    checksum: str
-    kind: str = "manual"
-    message: str = ""
-    backed_up: bool = False
-
-    @classmethod
-    def from_row(cls, row: CheckpointRow) -> CheckpointInfo:
-        """Build from the catalog's row."""
-        return cls(row.id, row.name, row.created_at, row.n_keys, row.size_bytes, row.checksum,
-                   row.kind, row.message, row.backed_up)
-
-    def _repr_html_(self) -> str:
-        return CheckpointList([self])._repr_html_()
-
-
-class CheckpointList(list[CheckpointInfo]):
-    """Checkpoints, newest first, with a table view for Jupyter."""
-
-    def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per checkpoint."""
-        import pandas as pd
-
-        columns = ["id", "name", "timestamp", "kind", "keys", "bytes", "checksum", "backed_up", "message"]
-        return pd.DataFrame([{c: getattr(cp, c) for c in columns} for cp in self], columns=columns)
-
-    def _repr_html_(self) -> str:
-        titles = ("name", "id", "time (UTC)", "kind", "keys", "bytes", "backup")
-        head = "".join(f"<th>{c}</th>" for c in titles)
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                cp.name, cp.id, cp.timestamp, cp.kind, cp.keys, f"{cp.bytes:,}",
-                "yes" if cp.backed_up else "no",
-            )) + "</tr>"
-            for cp in self
-        )
-        return f"<div><strong>{len(self)} checkpoint(s)</strong><table><tr>{head}</tr>{rows}</table></div>"
-
-
-@dataclass(frozen=True)
-class CheckpointDiff:
-    """What changed between two states: keys added, removed, and re-pointed."""
-
-    added: dict[str, str] = field(default_factory=dict)
-    removed: dict[str, str] = field(default_factory=dict)
-    changed: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed)
-
-    def __repr__(self) -> str:
-        return (f"CheckpointDiff(added={sorted(self.added)}, removed={sorted(self.removed)}, "
-                f"changed={sorted(self.changed)})")
-
-
-def _new_id() -> str:
-    now = datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}{now.microsecond:06d}Z-{secrets.token_hex(3)}"
 
 
 def _checksum(pins: Mapping[str, str], entries: Mapping[str, Entry]) -> str:
@@ -143,8 +42,8 @@ class CheckpointManager:
 
     Parameters
     ----------
-    memory : Memory
-        The collection.
+    versions : VersionStore
+        The collection's versions (``Memory.version_store``).
     backup : Backend, optional
         A file backend that receives a verified copy of every checkpoint's data and
         manifest (see :class:`memories_geo.MemoryPersistence`).
@@ -155,19 +54,20 @@ class CheckpointManager:
     >>> mem.checkpoints.restore("daily", validate=True)  # doctest: +SKIP
     """
 
-    def __init__(self, memory: Memory, backup: Backend | None = None) -> None:
-        self.memory = memory
+    def __init__(self, versions: VersionStore, backup: Backend | None = None) -> None:
+        self.versions = versions
         self.backup = backup
+        self._backups = BackupStore(versions, backup) if backup is not None else None
 
     # -- where manifests live -----------------------------------------------------------
 
     @property
     def store(self) -> Backend:
         """The primary store of checkpoint manifests: the first file tier (default tier first)."""
-        tiers = self.memory.tiers
-        for name in [self.memory.config.default_tier, *tiers.names]:
+        tiers = self.versions.tiers
+        for name in [self.versions.config.default_tier, *tiers.names]:
             backend = tiers.backend(name)
-            if not backend.is_database:
+            if Capability.FILES in backend.capabilities:
                 return backend
         raise CheckpointNotFoundError("checkpoints need at least one file tier to keep manifests")
 
@@ -209,13 +109,13 @@ class CheckpointManager:
         """
         if not name or not isinstance(name, str):
             raise ValueError(f"a checkpoint needs a non-empty name, got {name!r}")
-        catalog = self.memory.catalog
+        catalog = self.versions.catalog
         for _ in range(5):
             current = catalog.current_entries()
             pins = {e.key: e.version_id for e in current}
             by_vid = {e.version_id: e for e in current}
             row = CheckpointRow(
-                id=_new_id(), name=name, created_at=utc_now(), kind=kind, n_keys=len(pins),
+                id=new_id(), name=name, created_at=utc_now(), kind=kind, n_keys=len(pins),
                 size_bytes=sum(e.size_bytes for e in current), checksum=_checksum(pins, by_vid),
                 message=message,
             )
@@ -240,7 +140,7 @@ class CheckpointManager:
     def _document(
         self, row: CheckpointRow, pins: Mapping[str, str], include_metadata: bool
     ) -> dict[str, Any]:
-        catalog = self.memory.catalog
+        catalog = self.versions.catalog
         rows = catalog.export_rows(list(pins.values()))
         if not include_metadata:
             rows = [{"key": r["key"], "version_id": r["version_id"], "checksum": r["checksum"],
@@ -260,100 +160,25 @@ class CheckpointManager:
         from tqdm.auto import tqdm
 
         assert self.backup is not None
-        entries = self.memory.catalog.entries_by_version_id(list(pins.values()))
-        todo = [e for e in entries.values() if not self._backup_has(e)]
+        assert self._backups is not None
+        entries = self.versions.catalog.entries_by_version_id(list(pins.values()))
+        todo = [e for e in entries.values() if not self._backups.has(e)]
         for entry in tqdm(todo, desc=f"backup {row.name}", unit="version", disable=len(todo) < 20):
-            self._copy_version(entry)
+            self._backups.copy(entry)
         self.backup.write_bytes(self._manifest_path(row.id), json.dumps(document, sort_keys=True).encode())
-
-    @staticmethod
-    def _backup_path(entry: Entry) -> str:
-        return posixpath.join(entry.tier, entry.path)
-
-    def _backup_has(self, entry: Entry) -> bool:
-        """A backup copy with the right files and sizes is taken as present (copies are verified)."""
-        assert self.backup is not None
-        if self.memory.tiers.backend(entry.tier).is_database:
-            return bool(self.backup.exists(self._backup_path(entry) + _TABLE_EXPORT))
-        manifest = self.memory.catalog.manifest(entry)
-        root = self.backup.full_path(self._backup_path(entry))
-        fs = self.backup.fs
-        if not fs.exists(root):
-            return False
-        infos = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, detail=True)
-        sizes = {(posixpath.relpath(p, root) if p != root else posixpath.basename(root)): i["size"]
-                 for p, i in infos.items() if i.get("type") == "file"}
-        return sizes == {p: d.size for p, d in manifest.files.items()}
-
-    def _copy_version(self, entry: Entry) -> None:
-        assert self.backup is not None
-        source = self.memory.tiers.backend(entry.tier)
-        if source.is_database:
-            self._export_table(entry)
-            return
-        manifest = self.memory.catalog.manifest(entry)
-        _copy_tree(source, entry.path, self.backup, self._backup_path(entry), manifest)
-        problems = verify_manifest(self.backup.fs, self.backup.full_path(self._backup_path(entry)), manifest)
-        if problems:
-            raise ChecksumMismatchError(f"backup copy of {entry.key} v{entry.version} is corrupt", problems)
-        rec = record_path(entry.path)
-        if source.exists(rec):
-            self.backup.write_bytes(record_path(self._backup_path(entry)), source.read_bytes(rec))
-
-    def _export_table(self, entry: Entry) -> None:
-        """Back up a database version as GeoParquet, proven by a full round trip through it."""
-        assert self.backup is not None
-        from memories_geo.formats.registry import get_format
-
-        obj = get_format(entry.format).open(self.memory._location(entry), entry.object_info)
-        target = Location(self.backup, self._backup_path(entry) + _TABLE_EXPORT)
-        get_format("geoparquet").write(obj, target, WriteOptions(mode="w", compression=CompressionLevel.HIGH))
-
-    def _import_table(self, entry: Entry) -> None:
-        """Re-create a database version from its GeoParquet backup; the table digest must match."""
-        assert self.backup is not None
-        from memories_geo.formats.registry import get_format
-
-        source = Location(self.backup, self._backup_path(entry) + _TABLE_EXPORT)
-        obj = get_format("geoparquet").open(source, {"type": entry.object_info.get("type", "GeoDataFrame")})
-        fmt = get_format(entry.format)
-        location = self.memory._location(entry)
-        unpublish = getattr(fmt, "unpublish", None)
-        if unpublish is not None:
-            unpublish(location.backend, entry.key)
-        fmt.delete(location)
-        result = fmt.write(obj, location, WriteOptions(mode="w"))
-        if result.manifest.checksum != entry.checksum:
-            fmt.delete(location)
-            raise ChecksumMismatchError(
-                f"re-created table of {entry.key} v{entry.version} differs from the original",
-                [f"{entry.key} v{entry.version}: table digest {result.manifest.checksum} "
-                 f"!= {entry.checksum}"],
-            )
-        with contextlib.suppress(KeyNotFoundError):
-            self.memory._publish(self.memory.catalog.current(entry.key))
+        logger.info("checkpoint %s: %d version(s) copied to the backup store", row.name, len(todo))
 
     def restore_from_backup(self, entry: Entry) -> None:
         """Copy one version back from the backup store to its tier, verified."""
-        if self.backup is None:
+        if self._backups is None:
             raise CheckpointNotFoundError("no backup store is configured")
-        if self.memory.tiers.backend(entry.tier).is_database:
-            self._import_table(entry)
-            return
-        manifest = self.memory.catalog.manifest(entry)
-        target = self.memory.tiers.backend(entry.tier)
-        if target.exists(entry.path):
-            target.remove(entry.path)
-        _copy_tree(self.backup, self._backup_path(entry), target, entry.path, manifest)
-        problems = verify_manifest(target.fs, target.full_path(entry.path), manifest)
-        if problems:
-            raise ChecksumMismatchError(f"restored copy of {entry.key} v{entry.version} is corrupt", problems)
+        self._backups.restore(entry)
 
     # -- reading --------------------------------------------------------------------------
 
     def list(self) -> CheckpointList:
         """Every checkpoint, newest first."""
-        return CheckpointList(CheckpointInfo.from_row(r) for r in self.memory.catalog.checkpoints())
+        return CheckpointList(CheckpointInfo.from_row(r) for r in self.versions.catalog.checkpoints())
 
     def __iter__(self) -> Iterator[CheckpointInfo]:
         return iter(self.list())
@@ -380,7 +205,7 @@ class CheckpointManager:
 
     def pins(self, ref: str) -> dict[str, str]:
         """``key -> version_id`` pinned by a checkpoint."""
-        return self.memory.catalog.checkpoint_pins(self.get(ref).id)
+        return self.versions.catalog.checkpoint_pins(self.get(ref).id)
 
     def manifest(self, ref: str) -> dict[str, Any]:
         """The JSON manifest of a checkpoint, as written to the primary store."""
@@ -401,7 +226,7 @@ class CheckpointManager:
 
     def _state(self, ref: str) -> dict[str, str]:
         if ref == "current":
-            return {e.key: e.version_id for e in self.memory.catalog.current_entries()}
+            return {e.key: e.version_id for e in self.versions.catalog.current_entries()}
         return self.pins(ref)
 
     # -- verification ------------------------------------------------------------------
@@ -423,15 +248,20 @@ class CheckpointManager:
             Listing every failing object (``error.problems``).
         """
         cp = self.get(ref)
-        problems = self._problems(self.pins(cp.id), quick=validate != "full")
+        problems = self.problems(self.pins(cp.id), quick=validate != "full")
         if problems:
             raise ChecksumMismatchError(f"checkpoint {cp.name!r} ({cp.id}) failed verification: "
                                         + "; ".join(problems[:10]), problems)
         return cp
 
-    def _problems(self, pins: Mapping[str, str], *, quick: bool, repair: bool = False) -> list[str]:
-        entries = self.memory.catalog.entries_by_version_id(list(pins.values()))
-        checked = self.memory.verify_entries(list(entries.values()), quick=quick)
+    def problems(self, pins: Mapping[str, str], *, quick: bool, repair: bool = False) -> list[str]:
+        """Problems of the versions ``pins`` names (empty when all verify).
+
+        With ``repair=True`` and a backup store, a failing version is first copied back
+        from its backup and checked again.
+        """
+        entries = self.versions.catalog.entries_by_version_id(list(pins.values()))
+        checked = self.versions.verify_entries(list(entries.values()), quick=quick)
         problems = []
         for key, vid in sorted(pins.items()):
             entry = entries.get(vid)
@@ -442,7 +272,7 @@ class CheckpointManager:
             if found and repair and self.backup is not None:
                 try:
                     self.restore_from_backup(entry)
-                    found = self.memory.verify_entry(entry, quick=False)
+                    found = self.versions.verify_entry(entry, quick=False)
                 except (OSError, ChecksumMismatchError) as exc:
                     found = [*found, f"{key}: backup copy unusable: {exc}"]
             problems += found
@@ -478,9 +308,9 @@ class CheckpointManager:
         cp = self.get(ref)
         pins = self.pins(cp.id)
         if validate:
-            problems = self._problems(pins, quick=validate != "full", repair=True)
+            problems = self.problems(pins, quick=validate != "full", repair=True)
             if problems:
-                self.memory.catalog.log_event("restore", False, f"{cp.id}: {len(problems)} problem(s)")
+                self.versions.catalog.log_event("restore", False, f"{cp.id}: {len(problems)} problem(s)")
                 raise ChecksumMismatchError(
                     f"checkpoint {cp.name!r} ({cp.id}) failed validation, nothing was restored: "
                     + "; ".join(problems[:10]),
@@ -489,10 +319,10 @@ class CheckpointManager:
         if self.diff(cp.id, "current"):
             self.save(f"before-restore-{cp.name}", kind="safety",
                       message=f"state before restoring {cp.name} ({cp.id})")
-        self.memory.catalog.restore_pointers(pins)
-        for entry in self.memory.catalog.current_entries():
-            self.memory._publish(entry)
-        self.memory.catalog.log_event("restore", True, cp.id)
+        self.versions.catalog.restore_pointers(pins)
+        for entry in self.versions.catalog.current_entries():
+            self.versions.publish(entry)
+        self.versions.catalog.log_event("restore", True, cp.id)
         emit("checkpoint.restored", id=cp.id, name=cp.name, keys=cp.keys)
         return cp
 
@@ -501,9 +331,9 @@ class CheckpointManager:
     def delete(self, ref: str) -> CheckpointInfo:
         """Delete a checkpoint; versions only it kept alive are garbage-collected."""
         cp = self.get(ref)
-        purge = self.memory.catalog.delete_checkpoint(cp.id)
+        purge = self.versions.catalog.delete_checkpoint(cp.id)
         self.store.remove(self._manifest_path(cp.id))
-        self.memory._purge(purge)
+        self.versions.purge(purge)
         return cp
 
     def rotate(self, *, kind: str = "auto", keep: int = 3) -> list[CheckpointInfo]:
@@ -513,16 +343,4 @@ class CheckpointManager:
         old = [cp for cp in self.list() if cp.kind == kind][keep:]
         return [self.delete(cp.id) for cp in old]
 
-
-def _copy_tree(src: Backend, src_path: str, dst: Backend, dst_path: str, manifest: Manifest) -> None:
-    """Copy the files of a manifest between file backends, streaming each file."""
-    src_root, dst_root = src.full_path(src_path), dst.full_path(dst_path)
-    single = len(manifest.files) == 1 and src.fs.isfile(src_root)
-    for relative in manifest.files:
-        source = src_root if single else posixpath.join(src_root, relative)
-        target = dst_root if single else posixpath.join(dst_root, relative)
-        dst.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        with src.fs.open(source, "rb") as fin, dst.fs.open(target, "wb") as fout:
-            while block := fin.read(16 * 1024 * 1024):
-                fout.write(block)
 

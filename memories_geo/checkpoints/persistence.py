@@ -10,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memories_geo.backends.base import Backend, make_backend
+from memories_geo.backends.base import Backend, Capability, require
+from memories_geo.backends.registry import make_backend
+from memories_geo.checkpoints.manager import CheckpointManager
+from memories_geo.versions import VersionStore, open_version_store
 
 if TYPE_CHECKING:
-    from memories_geo.checkpoints import CheckpointInfo, CheckpointList, CheckpointManager
-    from memories_geo.config import StorageConfig
-    from memories_geo.memory import Memory
+    from memories_geo.checkpoints.info import CheckpointInfo, CheckpointList
 
 __all__ = ["AutoPersistence", "MemoryPersistence", "PersistenceMonitor", "parse_interval"]
 
@@ -45,21 +46,21 @@ def parse_interval(interval: str | float | timedelta) -> float:
     return seconds
 
 
-def _as_memory(storage: Any) -> Memory:
-    from memories_geo.memory import Memory
-
+def as_version_store(storage: Any) -> VersionStore:
+    """The versions of ``storage``: a ``Memory``, a :class:`MemoryPersistence`, a config, a path or None."""
     if isinstance(storage, MemoryPersistence):
-        return storage.memory
-    if isinstance(storage, Memory):
-        return storage
-    if storage is None:
-        from memories_geo.api import default
-
-        return default()
-    return Memory(storage)
+        return storage.versions
+    return open_version_store(storage)
 
 
-def _as_backend(storage: Any, storage_options: dict[str, Any] | None = None) -> Backend | None:
+def as_backup_backend(storage: Any, storage_options: dict[str, Any] | None = None) -> Backend | None:
+    """A backup store from a directory, a URL or a backend (``None`` stays ``None``).
+
+    Raises
+    ------
+    TierUnavailableError
+        When the backend does not store files.
+    """
     if storage is None or isinstance(storage, Backend):
         return storage
     if isinstance(storage, str | os.PathLike) and "://" not in str(storage):
@@ -67,8 +68,7 @@ def _as_backend(storage: Any, storage_options: dict[str, Any] | None = None) -> 
         path.mkdir(parents=True, exist_ok=True)
         storage = path.as_uri()
     backend = make_backend(str(storage), storage_options)
-    if backend.is_database:
-        raise ValueError("a backup store must be a file store (local, s3://, gs://, az://)")
+    require(backend, Capability.FILES, "a backup store (a directory, s3://, gs:// or az://)")
     return backend
 
 
@@ -77,7 +77,7 @@ class MemoryPersistence:
 
     Parameters
     ----------
-    primary_storage : Memory, StorageConfig, str or None
+    primary_storage : Memory, VersionStore, StorageConfig, str or None
         The collection (``None``: the default one; a path or TOML file: opened).
     backup_storage : str, path or Backend, optional
         Where checkpoints are copied: a directory, or an ``s3://``/``gs://``/``az://`` URL.
@@ -92,20 +92,18 @@ class MemoryPersistence:
 
     def __init__(
         self,
-        primary_storage: Memory | StorageConfig | str | os.PathLike[str] | None = None,
+        primary_storage: Any = None,
         backup_storage: str | os.PathLike[str] | Backend | None = None,
         *,
         backup_storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self.memory = _as_memory(primary_storage)
-        self.backup = _as_backend(backup_storage, backup_storage_options)
+        self.versions = as_version_store(primary_storage)
+        self.backup = as_backup_backend(backup_storage, backup_storage_options)
 
     @property
     def checkpoints(self) -> CheckpointManager:
         """Checkpoints that also copy their data to the backup store."""
-        from memories_geo.checkpoints import CheckpointManager
-
-        return CheckpointManager(self.memory, backup=self.backup)
+        return CheckpointManager(self.versions, backup=self.backup)
 
     def save_checkpoint(self, name: str, **kwargs: Any) -> CheckpointInfo:
         """Shortcut for ``checkpoints.save``."""
@@ -120,7 +118,7 @@ class MemoryPersistence:
         return self.checkpoints.list()
 
     def __repr__(self) -> str:
-        return f"MemoryPersistence(primary={self.memory!r}, backup={self.backup!r})"
+        return f"MemoryPersistence(catalog={self.versions.catalog.path!s}, backup={self.backup!r})"
 
 
 class AutoPersistence:
@@ -151,7 +149,7 @@ class AutoPersistence:
     def __init__(
         self,
         interval: str | float | timedelta = "1h",
-        storage: Memory | MemoryPersistence | None = None,
+        storage: Any = None,
         backup_count: int = 3,
         *,
         name: str = "auto",
@@ -220,7 +218,8 @@ class AutoPersistence:
                 self.failures += 1
                 self.last_error = exc
                 with contextlib.suppress(Exception):
-                    self.storage.memory.catalog.log_event("checkpoint", False, f"{type(exc).__name__}: {exc}")
+                    catalog = self.storage.versions.catalog
+                    catalog.log_event("checkpoint", False, f"{type(exc).__name__}: {exc}")
                 if raise_errors:
                     raise
                 return None
@@ -242,8 +241,8 @@ class PersistenceMonitor:
     1.0
     """
 
-    def __init__(self, storage: Memory | MemoryPersistence | None = None) -> None:
-        self.memory = _as_memory(storage)
+    def __init__(self, storage: Any = None) -> None:
+        self.versions = as_version_store(storage)
 
     def get_metrics(self) -> dict[str, Any]:
         """Current figures.
@@ -256,7 +255,7 @@ class PersistenceMonitor:
             checkpoint copied to a backup store, ``None`` if never), ``success_rate`` and
             ``failures`` of checkpoint attempts (``None`` rate before the first attempt).
         """
-        catalog = self.memory.catalog
+        catalog = self.versions.catalog
         versions = catalog.all_versions(include_retired=True)
         checkpoints = catalog.checkpoints()
         attempts = catalog.events("checkpoint")

@@ -9,27 +9,23 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memories_geo.catalog import Catalog, CheckpointRow, utc_now
-from memories_geo.checkpoints import (
-    CHECKPOINT_DIR,
-    CheckpointInfo,
-    CheckpointList,
-    CheckpointManager,
-    Validate,
-)
+from memories_geo.backends.base import Capability
+from memories_geo.catalog import Catalog, CheckpointRow, sqlite_path, utc_now
+from memories_geo.checkpoints.info import CheckpointInfo, CheckpointList
+from memories_geo.checkpoints.manager import CHECKPOINT_DIR, CheckpointManager, Validate
+from memories_geo.checkpoints.persistence import MemoryPersistence, as_backup_backend
+from memories_geo.config import StorageConfig
 from memories_geo.errors import (
     CatalogCorruptError,
     CheckpointNotFoundError,
     ChecksumMismatchError,
     MemoriesError,
 )
-from memories_geo.persistence import MemoryPersistence, _as_backend
-from memories_geo.records import read_records
+from memories_geo.records import read_record_rows
+from memories_geo.versions import VersionStore
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
-    from memories_geo.config import StorageConfig
-    from memories_geo.memory import Memory
 
 __all__ = ["RecoveryManager"]
 
@@ -57,58 +53,49 @@ class RecoveryManager:
 
     def __init__(
         self,
-        storage: Memory | MemoryPersistence | StorageConfig | str | os.PathLike[str] | None = None,
+        storage: Any = None,
         backup_storage: str | os.PathLike[str] | Backend | None = None,
         *,
         max_attempts: int = 3,
         timeout: float = 30,
     ) -> None:
-        from memories_geo.config import StorageConfig
-        from memories_geo.memory import Memory
-
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.max_attempts = max_attempts
         self.timeout = float(timeout)
-        backup = _as_backend(backup_storage)
+        backup = as_backup_backend(backup_storage)
         if isinstance(storage, MemoryPersistence):
             backup = backup or storage.backup
-            storage = storage.memory
+            storage = storage.versions
         self.backup = backup
-        self._memory: Memory | None = storage if isinstance(storage, Memory) else None
-        if self._memory is not None:
-            self.config = self._memory.config
-        elif isinstance(storage, StorageConfig):
-            self.config = storage
-        elif storage is None:
-            self.config = StorageConfig.discover()
+        store = getattr(storage, "version_store", storage)
+        self._versions: VersionStore | None = store if isinstance(store, VersionStore) else None
+        if self._versions is not None:
+            self.config = self._versions.config
         else:
-            path = Path(storage)
-            toml = path.suffix == ".toml"
-            self.config = StorageConfig.from_toml(path) if toml else StorageConfig.embedded(path)
+            self.config = StorageConfig.from_any(storage)
 
     @property
-    def memory(self) -> Memory:
-        """The collection (opened on first use; raises if the catalog is corrupt)."""
-        from memories_geo.memory import Memory
-
-        if self._memory is None:
-            self._memory = Memory(self.config)
-        return self._memory
+    def versions(self) -> VersionStore:
+        """The collection's versions (opened on first use; raises if the catalog is corrupt)."""
+        if self._versions is None:
+            self._versions = VersionStore(self.config)
+        return self._versions
 
     @property
     def checkpoints(self) -> CheckpointManager:
         """Checkpoint manager using the backup store, if any."""
-        return CheckpointManager(self.memory, backup=self.backup)
+        return CheckpointManager(self.versions, backup=self.backup)
 
     # -- checkpoint manifests, readable without a catalog -------------------------------
 
     def _stores(self) -> list[Backend]:
-        from memories_geo.tiers import TierRouter
+        """Every tier backend that can list (no catalog needed), then the backup store."""
+        from memories_geo.resolve import TierRouter
 
         router = TierRouter(self.config)
         stores = [router.backend(name) for name in router.names]
-        stores = [b for b in stores if not b.is_database]
+        stores = [b for b in stores if Capability.LISTING in b.capabilities]
         return stores + ([self.backup] if self.backup is not None else [])
 
     def _manifests(self) -> dict[str, dict[str, Any]]:
@@ -119,7 +106,7 @@ class RecoveryManager:
                 if not name.endswith(".json") or name[:-5] in found:
                     continue
                 try:
-                    raw = store.fs.cat_file(store.full_path(posixpath.join(CHECKPOINT_DIR, name)))
+                    raw = store.read_bytes(posixpath.join(CHECKPOINT_DIR, name))
                     found[name[:-5]] = json.loads(raw)
                 except (OSError, ValueError):
                     continue
@@ -139,7 +126,7 @@ class RecoveryManager:
 
     def _register(self, manifest: dict[str, Any]) -> None:
         """Make a checkpoint known to the catalog from its manifest (rows imported if needed)."""
-        catalog = self.memory.catalog
+        catalog = self.versions.catalog
         if any(cp.id == manifest["id"] for cp in catalog.checkpoints()):
             return
         if not manifest.get("include_metadata", True):
@@ -172,7 +159,7 @@ class RecoveryManager:
             It fails validation (nothing is changed).
         """
         manifests = self._manifests()
-        known = {cp.id for cp in self.memory.catalog.checkpoints()}
+        known = {cp.id for cp in self.versions.catalog.checkpoints()}
         by_ref = [m for m in manifests.values() if ref in (m["id"], m["name"])]
         if ref == "latest" and manifests:
             by_ref = [max(manifests.values(), key=lambda m: (m["created_at"], m["id"]))]
@@ -206,7 +193,7 @@ class RecoveryManager:
             except ChecksumMismatchError as exc:
                 problems += [f"{cp.name} ({cp.id}): {p}" for p in exc.problems]
                 continue
-            self.memory.catalog.log_event("recover", True, cp.id)
+            self.versions.catalog.log_event("recover", True, cp.id)
             return info
         raise ChecksumMismatchError(
             f"no checkpoint among the newest {min(len(candidates), self.max_attempts)} verifies", problems
@@ -234,7 +221,7 @@ class RecoveryManager:
             ``versions`` imported, ``keys`` restored, ``checkpoints`` registered,
             ``unverifiable`` versions skipped (with reasons), ``moved_aside`` path or None.
         """
-        path = Path(self.config.catalog.removeprefix("sqlite://"))
+        path = sqlite_path(self.config.catalog)
         moved = None
         healthy = path.exists()
         if healthy:
@@ -251,8 +238,8 @@ class RecoveryManager:
                 side = Path(str(path) + suffix)
                 if side.exists():
                     side.rename(Path(str(moved) + suffix))
-        self._memory = None
-        memory = self.memory
+        self._versions = None
+        memory = self.versions
         rows = self._all_rows()
         memory.catalog.import_rows(rows)
         manifests = self._manifests()
@@ -265,7 +252,7 @@ class RecoveryManager:
         memory.catalog.restore_pointers(current)
         memory.catalog.revive_versions_of_keys()
         for entry in memory.catalog.current_entries():
-            memory._publish(entry)
+            memory.publish(entry)
         memory.catalog.log_event("rebuild", True, f"{len(rows)} versions, {len(current)} keys")
         return {
             "versions": len(rows), "keys": len(current), "checkpoints": len(memory.catalog.checkpoints()),
@@ -274,18 +261,13 @@ class RecoveryManager:
 
     def _all_rows(self) -> list[dict[str, Any]]:
         """Catalog rows from checkpoint manifests (numbered) then version records, in time order."""
-        from memories_geo.tiers import TierRouter
-
         rows: dict[str, dict[str, Any]] = {}
         for manifest in self._manifests().values():
             for row in manifest.get("versions", []):
                 if "manifest" in row:
                     rows.setdefault(row["version_id"], row)
-        router = TierRouter(self.config)
-        stores = [router.backend(n) for n in router.names]
-        stores = [b for b in stores if not b.is_database] + ([self.backup] if self.backup else [])
-        for store in stores:
-            for row in read_records(store):
+        for store in self._stores():
+            for row in read_record_rows(store):
                 rows.setdefault(row["version_id"], row)
         return sorted(rows.values(), key=lambda r: (r["key"], r["version_id"]))
 
@@ -299,7 +281,7 @@ class RecoveryManager:
         unverifiable: list[str] = []
         for key, vids in sorted(by_key.items()):
             for vid in sorted(vids, reverse=True):
-                problems = manager._problems({key: vid}, quick=False, repair=True)
+                problems = manager.problems({key: vid}, quick=False, repair=True)
                 if not problems:
                     current[key] = vid
                     break
@@ -308,4 +290,4 @@ class RecoveryManager:
 
     def clean_orphans(self) -> list[str]:
         """Remove staged-but-never-committed writes and unreferenced files (see ``Memory.recover``)."""
-        return self.memory.recover()
+        return self.versions.recover_orphans()

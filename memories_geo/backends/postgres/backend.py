@@ -1,0 +1,240 @@
+"""``PostgresBackend``: a PostgreSQL tier storing each version as a table in one schema."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from memories_geo.backends.base import Capability, redact_url
+from memories_geo.backends.postgres.pool import POOL_OPTIONS, LazyPool
+from memories_geo.backends.postgres.tables import TablesOfRecord, VersionTable
+from memories_geo.errors import ConfigError
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["MAX_LOAD_PARTITIONS", "PostgresBackend"]
+
+#: Most partitions a large load is split into (each is indexed while the next one loads).
+MAX_LOAD_PARTITIONS = 8
+
+_OPTION_KEYS = POOL_OPTIONS | {"schema", "password", "load_partitions"}
+
+
+class PostgresBackend:
+    """Version tables in a PostgreSQL database, found through the tier's tables of record.
+
+    Parameters
+    ----------
+    url : str
+        ``postgresql://user@host:port/dbname`` (``${ENV}`` references are expanded by
+        the configuration). A password may be in the URL, but ``storage_options`` or
+        the environment (``PGPASSWORD``, ``~/.pgpass``) are better places for it.
+    storage_options : mapping, optional
+        ``schema`` (default ``"public"``): where tables and views are created;
+        ``password``; ``min_size`` / ``max_size`` of the connection pool (default 1 / 4);
+        ``timeout`` (seconds to wait for a connection, default 30);
+        ``application_name``; ``load_partitions`` (default 2, at most 8): how many
+        partitions a large new version table may be split into so their indexes build
+        in parallel, 1 for one plain table. Never shown.
+
+    Notes
+    -----
+    Logical paths (``{key}/@v/{version_id}``, as on file tiers) are mapped to physical
+    table names by the registry table ``memories_geo_tables``; small objects (version
+    records, checkpoint manifests) live in ``memories_geo_objects``. Both are created by
+    :meth:`ensure_ready` and written only by this class. Nothing connects until the
+    first database operation; ``url_for`` and ``repr`` never show the password.
+
+    Examples
+    --------
+    >>> backend = PostgresBackend("postgresql://me:secret@db:5432/gis")
+    >>> backend
+    PostgresBackend('postgresql://me:***@db:5432/gis', schema='public')
+    >>> sorted(c.value for c in backend.capabilities)
+    ['listing', 'tables', 'writes']
+    """
+
+    #: SQL dialect of the tables (formats that write SQL check it).
+    dialect: ClassVar[str] = "postgresql"
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        options = dict(storage_options or {})
+        unknown = set(options) - _OPTION_KEYS
+        if unknown:
+            raise ConfigError(
+                f"unknown storage_options {sorted(unknown)} for a PostgreSQL tier; "
+                f"valid: {sorted(_OPTION_KEYS)}"
+            )
+        if not urlsplit(url).path.strip("/"):
+            raise ConfigError(f"{redact_url(url)!r} names no database; use postgresql://user@host:port/dbname")
+        self.url = url
+        self.schema = str(options.pop("schema", "public"))
+        self.load_partitions = _load_partitions(options.pop("load_partitions", 2))
+        self._connections = LazyPool(url, options.pop("password", None), options)
+        self._records = TablesOfRecord(self.schema)
+        self._ready = False
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Writes, listing and tables."""
+        return frozenset({Capability.WRITES, Capability.LISTING, Capability.TABLES})
+
+    # -- connections --------------------------------------------------------------
+
+    @property
+    def conninfo(self) -> str:
+        """The libpq connection URI (may hold the password: never show it)."""
+        return self._connections.conninfo
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The psycopg connection pool, opened on first use."""
+        return self._connections.get()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection pool has been opened."""
+        return self._connections.opened
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction (committed on success, else rolled back)."""
+        self.ensure_ready()
+        with self.pool.connection() as con:
+            yield con
+
+    def ensure_ready(self) -> None:
+        """Create the schema and the tables of record if they are missing."""
+        if self._ready:
+            return
+        with self.pool.connection() as con:
+            self._records.create(con)
+        self._ready = True
+
+    def identifier(self, name: str) -> sql.Identifier:
+        """``schema.name`` as a quoted SQL identifier."""
+        from psycopg import sql
+
+        return sql.Identifier(self.schema, name)
+
+    def redact(self, text: str) -> str:
+        """``text`` without the password (for error messages)."""
+        return self._connections.redact(text)
+
+    def close(self) -> None:
+        """Close the connection pool (a later operation opens a new one)."""
+        self._connections.close()
+
+    # -- version tables -------------------------------------------------------------
+
+    def register_table(
+        self, con: psycopg.Connection[Any], path: str, table: str, info: Mapping[str, Any]
+    ) -> None:
+        """Record, in ``con``'s transaction, that the version at ``path`` is stored in ``table``.
+
+        Parameters
+        ----------
+        con : psycopg.Connection
+            A connection from :meth:`connection`: the registration commits or rolls
+            back with the caller's other work (the ``CREATE TABLE`` of ``table``).
+        path : str
+            Logical path of the version.
+        table : str
+            Physical table name, in :attr:`schema`.
+        info : mapping
+            JSON-serialisable description kept beside it (see :meth:`lookup`).
+        """
+        self._records.register(con, path, table, info)
+
+    def lookup(self, path: str) -> VersionTable | None:
+        """The table registered at ``path`` and its info, or ``None``."""
+        with self.connection() as con:
+            return self._records.lookup(con, path)
+
+    def table_for(self, path: str) -> str | None:
+        """Physical table name registered for ``path``, or ``None``."""
+        found = self.lookup(path)
+        return found.table if found else None
+
+    def info_for(self, path: str) -> dict[str, Any] | None:
+        """What the format recorded for ``path`` when registering its table (``None`` if none)."""
+        found = self.lookup(path)
+        return found.info if found else None
+
+    def version_paths(self) -> list[str]:
+        """Logical paths (``{key}/@v/{version_id}``) of every version table held here."""
+        with self.connection() as con:
+            return self._records.version_paths(con)
+
+    # -- the Backend protocol -------------------------------------------------------
+
+    def url_for(self, path: str) -> str:
+        """Display URL: the tier URL (password removed) plus ``#schema/path``."""
+        return f"{redact_url(self.url)}#{self.schema}/{path}"
+
+    def exists(self, path: str) -> bool:
+        """Whether a version table or a small object is stored at ``path`` (or under it)."""
+        with self.connection() as con:
+            return self._records.exists(con, path)
+
+    def remove(self, path: str) -> None:
+        """Drop the version tables at or under ``path`` and delete the small objects there.
+
+        Missing is fine. A table something else depends on (a user's view) is not
+        dropped: PostgreSQL's error is raised and nothing is removed.
+        """
+        with self.connection() as con:
+            self._records.remove(con, path)
+
+    def listdir(self, path: str) -> list[str]:
+        """Names directly under ``path`` in the tree of stored logical paths."""
+        prefix = path.strip("/") + "/" if path.strip("/") else ""
+        with self.connection() as con:
+            paths = self._records.paths(con, prefix)
+        return sorted({p[len(prefix):].split("/", 1)[0] for p in paths})
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Store a small object at ``path``, replacing any."""
+        with self.connection() as con:
+            self._records.write_object(con, path, bytes(data))
+
+    def read_bytes(self, path: str) -> bytes:
+        """Read the small object at ``path``.
+
+        Raises
+        ------
+        FileNotFoundError
+            When no small object is stored there.
+        """
+        with self.connection() as con:
+            data = self._records.read_object(con, path)
+        if data is None:
+            raise FileNotFoundError(f"nothing is stored at {self.url_for(path)}")
+        return data
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({redact_url(self.url)!r}, schema={self.schema!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_ready"] = False
+        return state
+
+
+def _load_partitions(value: Any) -> int:
+    """The ``load_partitions`` option as an int from 1 to :data:`MAX_LOAD_PARTITIONS` (``"4"`` allowed)."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if number is None or not 1 <= number <= MAX_LOAD_PARTITIONS:
+        raise ConfigError(
+            f"load_partitions must be an integer from 1 to {MAX_LOAD_PARTITIONS}, got {value!r}"
+        )
+    return number

@@ -1,0 +1,349 @@
+"""The SQLite catalog: WAL mode, one short connection per operation, safe across processes."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from memories_geo.catalog.location import sqlite_path
+from memories_geo.catalog.model import (
+    COMMIT_COLUMNS,
+    StagedVersion,
+    exists_message,
+    utc_now,
+    writer_id,
+)
+from memories_geo.catalog.schema import ensure_schema
+from memories_geo.catalog.search import SearchFilter, sqlite_where
+from memories_geo.catalog.sqlite_checkpoints import SQLiteCheckpointTables
+from memories_geo.catalog.sqlite_queries import (
+    connect,
+    current_pk,
+    delete_versions,
+    entries,
+    index_bbox,
+    next_version,
+    not_found,
+    pk_of,
+    retire_or_delete,
+    set_current,
+)
+from memories_geo.catalog.sqlite_queries import transaction as write_transaction
+from memories_geo.entry import Entry
+from memories_geo.errors import CatalogCorruptError, ConfigError, KeyExistsError, KeyNotFoundError
+from memories_geo.footprint import BBox
+from memories_geo.integrity import Manifest
+
+__all__ = ["SQLiteCatalog"]
+
+_COMMITTED = "v.key = ? AND v.status = 'committed'"
+
+
+class SQLiteCatalog(SQLiteCheckpointTables):
+    """SQLite catalog (WAL mode, one short connection per operation, safe across processes).
+
+    Parameters
+    ----------
+    path : str or Path
+        Database file (a plain path, ``sqlite:///...`` or ``file:///...``); its
+        directory is created.
+
+    Raises
+    ------
+    ConfigError
+        For a location that is not a SQLite file (another URL scheme, a directory).
+    CatalogCorruptError
+        If the file is not a readable SQLite catalog.
+
+    Examples
+    --------
+    >>> catalog = SQLiteCatalog("/tmp/mg-doc/catalog.sqlite")  # doctest: +SKIP
+    >>> catalog.current_entries()  # doctest: +SKIP
+    []
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = sqlite_path(path)
+        if self.path.is_dir():
+            raise ConfigError(f"catalog {str(self.path)!r} is a directory; give a file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with connect(self.path) as con:
+                self.has_rtree = ensure_schema(con)
+        except sqlite3.DatabaseError as exc:
+            raise CatalogCorruptError(
+                f"catalog {self.path} is unreadable ({exc}); rebuild it with "
+                "memories_geo.RecoveryManager(...).rebuild_catalog() or "
+                "`memories-geo recover --rebuild-catalog`"
+            ) from exc
+
+    def check(self) -> None:
+        """Raise :class:`CatalogCorruptError` unless SQLite's integrity check passes."""
+        try:
+            with connect(self.path) as con:
+                (result,) = con.execute("PRAGMA quick_check").fetchone()
+                con.execute("SELECT COUNT(*) FROM versions").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogCorruptError(f"catalog {self.path} is unreadable: {exc}") from exc
+        if result != "ok":
+            raise CatalogCorruptError(f"catalog {self.path} failed its integrity check: {result}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): all or nothing."""
+        with write_transaction(self.path) as con:
+            yield con
+
+    # -- writing -----------------------------------------------------------------
+
+    def stage(
+        self, *, key: str, version_id: str, tier: str, format: str, kind: str, path: str, uri: str
+    ) -> StagedVersion:
+        """Record the intent to write a version (so a crash leaves a findable orphan)."""
+        created, writer = utc_now(), writer_id()
+        with write_transaction(self.path) as con:
+            cur = con.execute(
+                "INSERT INTO versions (key, version_id, status, tier, format, kind, path, uri, "
+                "created_at, writer) VALUES (?, ?, 'staged', ?, ?, ?, ?, ?, ?, ?)",
+                (key, version_id, tier, format, kind, path, uri, created, writer),
+            )
+            pk = int(cur.lastrowid or 0)
+        return StagedVersion(pk, key, version_id, tier, format, kind, path, created, writer)
+
+    def commit(self, staged: StagedVersion, row: Mapping[str, Any], *, exclusive: bool = False) -> Entry:
+        """Make a staged version the key's current one, in one transaction.
+
+        ``row`` is what :func:`version_row` made of the written version.
+
+        Raises
+        ------
+        KeyExistsError
+            With ``exclusive=True`` when the key already has a current version
+            (the staged row is left for the caller to discard).
+        """
+        with write_transaction(self.path) as con:
+            if exclusive and current_pk(con, staged.key) is not None:
+                raise KeyExistsError(exists_message(staged.key))
+            values = {c: row[c] for c in COMMIT_COLUMNS}
+            con.execute(
+                "UPDATE versions SET status = 'committed', version = ?, "  # noqa: S608
+                + ", ".join(f"{c} = ?" for c in values) + " WHERE id = ?",
+                (next_version(con, staged.key), *values.values(), staged.pk),
+            )
+            con.execute("INSERT INTO manifests (version_pk, manifest) VALUES (?, ?)",
+                        (staged.pk, row["manifest"]))
+            if self.has_rtree:
+                index_bbox(con, staged.pk, row)
+            set_current(con, staged.key, staged.pk)
+            return entries(con, "v.id = ?", (staged.pk,))[0]
+
+    def discard(self, staged: StagedVersion) -> None:
+        """Forget a staged version that will never be committed."""
+        with write_transaction(self.path) as con:
+            con.execute("DELETE FROM versions WHERE id = ? AND status = 'staged'", (staged.pk,))
+
+    def staged_versions(self) -> list[StagedVersion]:
+        """Versions staged and never committed (orphans unless a write is in progress)."""
+        with connect(self.path) as con:
+            rows = con.execute(
+                "SELECT id, key, version_id, tier, format, kind, path, created_at, writer "
+                "FROM versions WHERE status = 'staged' ORDER BY id"
+            ).fetchall()
+        return [StagedVersion(*row) for row in rows]
+
+    def touch(self, entry: Entry) -> None:
+        """Record an access (time and count) to ``entry``'s version."""
+        with write_transaction(self.path) as con:
+            con.execute(
+                "UPDATE versions SET last_accessed_at = ?, access_count = access_count + 1 "
+                "WHERE key = ? AND version = ?",
+                (utc_now(), entry.key, entry.version),
+            )
+
+    def remove_key(self, key: str) -> tuple[list[Entry], list[Entry]]:
+        """Remove ``key`` and its versions from the catalog, in one transaction.
+
+        Versions pinned by a checkpoint are kept as *retired* (invisible, restorable);
+        the others are forgotten and their data must be purged by the caller.
+
+        Returns
+        -------
+        removed, purge : list of Entry
+            Every version the key had, and those whose data is no longer referenced.
+
+        Raises
+        ------
+        KeyNotFoundError
+            If the key does not exist.
+        """
+        with write_transaction(self.path) as con:
+            if current_pk(con, key) is None:
+                raise KeyNotFoundError(not_found(con, key))
+            removed = entries(con, _COMMITTED, (key,))
+            con.execute("DELETE FROM keys WHERE key = ?", (key,))
+            purge = retire_or_delete(con, removed, rtree=self.has_rtree)
+        return removed, purge
+
+    def remove_version(self, key: str, version: int) -> tuple[Entry, bool]:
+        """Remove one non-current version from the catalog (retired if a checkpoint pins it).
+
+        Returns
+        -------
+        entry, purge : Entry, bool
+            The version, and whether its data is no longer referenced.
+
+        Raises
+        ------
+        KeyNotFoundError
+            If the version does not exist.
+        ValueError
+            If it is the current version (delete the key, or save a newer one first).
+        """
+        with write_transaction(self.path) as con:
+            found = entries(con, _COMMITTED + " AND v.version = ?", (key, version))
+            if not found:
+                raise KeyNotFoundError(f"key {key!r} has no version {version}")
+            if current_pk(con, key) == pk_of(con, found[0]):
+                raise ValueError(
+                    f"version {version} is the current version of {key!r}; delete the key "
+                    "instead, or save a newer version first"
+                )
+            purge = retire_or_delete(con, found, rtree=self.has_rtree)
+        return found[0], bool(purge)
+
+    def forget(self, entries: Sequence[Entry]) -> None:
+        """Delete the rows of versions (not their data)."""
+        with write_transaction(self.path) as con:
+            delete_versions(con, [pk_of(con, e) for e in entries], rtree=self.has_rtree)
+
+    # -- verification fingerprints and the event log -----------------------------
+
+    def set_stat_fingerprint(self, version_id: str, fingerprint: str | None) -> None:
+        """Remember the file listing (sizes, times) a version had when last fully verified."""
+        with write_transaction(self.path) as con:
+            con.execute("UPDATE versions SET stat_fingerprint = ? WHERE version_id = ?",
+                        (fingerprint, version_id))
+
+    def stat_fingerprints(self, version_ids: Sequence[str]) -> dict[str, str]:
+        """Recorded listing fingerprints of many versions (those that have one)."""
+        wanted = set(version_ids)
+        with connect(self.path) as con:
+            rows = con.execute(
+                "SELECT version_id, stat_fingerprint FROM versions WHERE stat_fingerprint IS NOT NULL"
+            ).fetchall()
+        return {vid: fp for vid, fp in rows if vid in wanted}
+
+    def stat_fingerprint(self, version_id: str) -> str | None:
+        """Listing fingerprint recorded by :meth:`set_stat_fingerprint`."""
+        with connect(self.path) as con:
+            row = con.execute("SELECT stat_fingerprint FROM versions WHERE version_id = ?",
+                              (version_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def log_event(self, kind: str, ok: bool, detail: str = "") -> None:
+        """Append to the event log (checkpoint and persistence outcomes)."""
+        with write_transaction(self.path) as con:
+            con.execute("INSERT INTO events (at, kind, ok, detail) VALUES (?, ?, ?, ?)",
+                        (utc_now(), kind, int(ok), detail[:2000]))
+
+    def events(self, kind: str | None = None) -> list[tuple[str, str, bool, str]]:
+        """Logged events ``(at, kind, ok, detail)``, oldest first."""
+        with connect(self.path) as con:
+            sql = "SELECT at, kind, ok, detail FROM events"
+            rows = (con.execute(sql + " WHERE kind = ? ORDER BY id", (kind,)) if kind
+                    else con.execute(sql + " ORDER BY id"))
+            return [(a, k, bool(o), d) for a, k, o, d in rows]
+
+    # -- reading -----------------------------------------------------------------
+
+    def current(self, key: str) -> Entry:
+        """The current version of ``key``.
+
+        Raises
+        ------
+        KeyNotFoundError
+            If the key does not exist (the message suggests close keys).
+        """
+        with connect(self.path) as con:
+            pk = current_pk(con, key)
+            if pk is None:
+                raise KeyNotFoundError(not_found(con, key))
+            return entries(con, "v.id = ?", (pk,))[0]
+
+    def get(self, key: str, version: int | None = None) -> Entry:
+        """A given version of ``key`` (the current one when ``version`` is ``None``)."""
+        if version is None:
+            return self.current(key)
+        with connect(self.path) as con:
+            found = entries(con, _COMMITTED + " AND v.version = ?", (key, int(version)))
+            if not found:
+                known = [e.version for e in entries(con, _COMMITTED, (key,))]
+                raise KeyNotFoundError(
+                    f"key {key!r} has no version {version}; versions: {known or 'none'}"
+                )
+            return found[0]
+
+    def versions(self, key: str) -> list[Entry]:
+        """Every committed version of ``key``, oldest first."""
+        with connect(self.path) as con:
+            found = entries(con, _COMMITTED, (key,))
+            if not found:
+                raise KeyNotFoundError(not_found(con, key))
+            return found
+
+    def current_entries(self) -> list[Entry]:
+        """The current version of every key, sorted by key."""
+        with connect(self.path) as con:
+            return entries(con, "v.id IN (SELECT current_pk FROM keys)", ())
+
+    def all_versions(self, *, include_retired: bool = False) -> list[Entry]:
+        """Every committed version of every key (and retired ones if asked)."""
+        where = "v.status != 'staged'" if include_retired else "v.status = 'committed'"
+        with connect(self.path) as con:
+            return entries(con, where, ())
+
+    def stored_paths(self) -> set[tuple[str, str]]:
+        """``(tier, path)`` of every version the catalog knows, staged and retired included."""
+        with connect(self.path) as con:
+            return {(t, p) for t, p in con.execute("SELECT tier, path FROM versions")}
+
+    def manifest(self, entry: Entry) -> Manifest:
+        """Checksum manifest of ``entry``'s version."""
+        with connect(self.path) as con:
+            row = con.execute(
+                "SELECT m.manifest FROM manifests m JOIN versions v ON v.id = m.version_pk "
+                "WHERE v.version_id = ?",
+                (entry.version_id,),
+            ).fetchone()
+        if row is None:
+            raise KeyNotFoundError(f"no manifest for {entry.key!r} v{entry.version}")
+        return Manifest.from_json(row[0])
+
+    def search(
+        self,
+        *,
+        bbox: BBox | None = None,
+        time: tuple[str | None, str | None] | None = None,
+        tier: str | Sequence[str] | None = None,
+        kind: str | Sequence[str] | None = None,
+        key: str | None = None,
+        tags: Sequence[str] | None = None,
+        all_versions: bool = False,
+    ) -> list[Entry]:
+        """Entries matching every given filter (current versions unless ``all_versions``).
+
+        ``bbox`` is ``(minx, miny, maxx, maxy)`` in EPSG:4326 and matches intersecting
+        footprints; ``time`` is an inclusive ``(start, end)`` of ISO strings (either may
+        be ``None``; entries without a time range do not match); ``key`` is a glob;
+        ``tags`` must all be present. See :class:`SearchFilter`.
+        """
+        search = SearchFilter.build(bbox=bbox, time=time, tier=tier, kind=kind, key=key, tags=tags,
+                                    all_versions=all_versions)
+        where, params = sqlite_where(search, rtree=self.has_rtree)
+        with connect(self.path) as con:
+            found = entries(con, where, params)
+        return [e for e in found if search.keep(e)]
+

@@ -1,0 +1,78 @@
+"""Open a stored version lazily, as the type that was saved, and apply the open request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from memories_geo.errors import OptionError
+from memories_geo.formats.zarr.cf import DATAARRAY_VARIABLE, restore
+from memories_geo.formats.zarr.select import select_dataset, select_tree, select_variables
+from memories_geo.formats.zarr.store import zarr_store
+
+if TYPE_CHECKING:
+    from memories_geo.backends.base import Location
+    from memories_geo.query import OpenRequest
+
+__all__ = ["open_version"]
+
+
+def open_version(location: Location, object_info: Mapping[str, Any], request: OpenRequest) -> Any:
+    """Open the Zarr group at ``location`` (dask-backed) and restrict it to ``request``.
+
+    Parameters
+    ----------
+    location : Location
+        Where the version is stored.
+    object_info : mapping
+        What the write recorded (type, name, what to undo per node).
+    request : OpenRequest
+        ``bbox``, ``time`` and ``columns`` (data variables of a Dataset); option
+        ``chunks`` (default ``{}``: the stored chunks, or shards).
+
+    Returns
+    -------
+    xarray.Dataset, xarray.DataArray or xarray.DataTree
+        The type that was saved.
+
+    Raises
+    ------
+    OptionError
+        ``columns=`` on a DataArray or DataTree; ``bbox=`` / ``time=`` on data without
+        x/y coordinates / a datetime dimension.
+    FormatError
+        A column that is not stored, or a bbox or time range that selects nothing.
+    """
+    import xarray as xr
+
+    chunks = request.options.get("chunks", {})
+    kind = object_info.get("type", "Dataset")
+    nodes = object_info.get("nodes", {})
+    if request.columns is not None and kind != "Dataset":
+        raise OptionError(
+            f"columns= selects data variables of a Dataset; this is a {kind}"
+            + ("; select nodes of the opened tree instead" if kind == "DataTree" else "")
+        )
+    store = zarr_store(location, read_only=True)
+    if kind == "DataTree":
+        tree = xr.open_datatree(store, engine="zarr", chunks=chunks, consolidated=True)
+        datasets = {
+            node.path: restore(node.to_dataset(inherit=False), nodes.get(node.path, {}))
+            for node in tree.subtree
+        }
+        restored = xr.DataTree.from_dict(datasets, name=object_info.get("name"))
+        if request.bbox is None and request.time is None:
+            return restored
+        return select_tree(restored, request)
+    ds = xr.open_zarr(store, chunks=chunks, consolidated=True)
+    for key in object_info.get("geo_attrs", []):
+        ds.attrs.pop(key, None)
+    ds = restore(ds, nodes.get("/", {}))
+    ds = select_dataset(ds, request, f"this {kind}")
+    if kind == "DataArray":
+        da = ds[object_info.get("variable", DATAARRAY_VARIABLE)]
+        da.name = object_info.get("name")
+        return da
+    if request.columns is not None:
+        ds = select_variables(ds, request.columns)
+    return ds
