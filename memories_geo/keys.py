@@ -8,7 +8,7 @@ import unicodedata
 
 from memories_geo.errors import InvalidKeyError
 
-__all__ = ["VERSIONS_DIR", "generate_key", "new_id", "validate_key"]
+__all__ = ["VERSIONS_DIR", "check_path", "generate_key", "new_id", "validate_key"]
 
 #: Reserved path segment under which the versions of a key are stored.
 VERSIONS_DIR = "@v"
@@ -118,3 +118,30 @@ def new_id() -> str:
 
     now = datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S}{now.microsecond:06d}Z-{secrets.token_hex(4)}"
+
+
+def check_path(path: str) -> str:
+    """``path`` if it is a relative storage path that stays inside its tier root.
+
+    Backends with no directory tree (databases) call this where a file backend would
+    resolve the path against its root.
+
+    Raises
+    ------
+    InvalidKeyError
+        For an absolute path, a ``..`` segment, a backslash or a control character.
+
+    Examples
+    --------
+    >>> check_path("era5/t2m/@v/1.zarr")
+    'era5/t2m/@v/1.zarr'
+    """
+    if (
+        not isinstance(path, str)
+        or path.startswith("/")
+        or "\\" in path
+        or ".." in path.split("/")
+        or any(ord(c) < 32 or ord(c) == 127 for c in path)
+    ):
+        raise InvalidKeyError(f"path {path!r} escapes the tier root")
+    return path

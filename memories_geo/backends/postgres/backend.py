@@ -11,6 +11,7 @@ from memories_geo.backends.base import Capability, redact_url
 from memories_geo.backends.postgres.pool import POOL_OPTIONS, LazyPool
 from memories_geo.backends.postgres.tables import TablesOfRecord, VersionTable
 from memories_geo.errors import ConfigError
+from memories_geo.keys import check_path
 
 if TYPE_CHECKING:
     import psycopg
@@ -179,6 +180,7 @@ class PostgresBackend:
 
     def exists(self, path: str) -> bool:
         """Whether a version table or a small object is stored at ``path`` (or under it)."""
+        check_path(path)
         with self.connection() as con:
             return self._records.exists(con, path)
 
@@ -188,11 +190,13 @@ class PostgresBackend:
         Missing is fine. A table something else depends on (a user's view) is not
         dropped: PostgreSQL's error is raised and nothing is removed.
         """
+        check_path(path)
         with self.connection() as con:
             self._records.remove(con, path)
 
     def listdir(self, path: str) -> list[str]:
         """Names directly under ``path`` in the tree of stored logical paths."""
+        check_path(path)
         prefix = path.strip("/") + "/" if path.strip("/") else ""
         with self.connection() as con:
             paths = self._records.paths(con, prefix)
@@ -200,6 +204,7 @@ class PostgresBackend:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Store a small object at ``path``, replacing any."""
+        check_path(path)
         with self.connection() as con:
             self._records.write_object(con, path, bytes(data))
 
@@ -211,6 +216,7 @@ class PostgresBackend:
         FileNotFoundError
             When no small object is stored there.
         """
+        check_path(path)
         with self.connection() as con:
             data = self._records.read_object(con, path)
         if data is None:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from memories_geo.records import RECORD_SUFFIX
+
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
@@ -124,13 +126,21 @@ class TablesOfRecord:
         return VersionTable(path, row[0], dict(row[1])) if row else None
 
     def version_paths(self, con: psycopg.Connection[Any]) -> list[str]:
-        """Logical path of every registered version table, sorted."""
+        """Logical path of every registered version table, and of every lone version record, sorted.
+
+        A version record (``{path}.record.json`` under a ``/@v/`` folder) whose table is
+        gone still names its version, so orphan recovery removes the record too.
+        """
         from psycopg import sql
 
         rows = con.execute(
-            sql.SQL("SELECT path FROM {} ORDER BY path").format(self._id(REGISTRY_TABLE))
+            sql.SQL(
+                "SELECT path FROM {} UNION SELECT left(path, -length(%s)) FROM {} "
+                "WHERE path LIKE %s AND right(path, length(%s)) = %s ORDER BY 1"
+            ).format(self._id(REGISTRY_TABLE), self._id(OBJECTS_TABLE)),
+            (RECORD_SUFFIX, "%/@v/%", RECORD_SUFFIX, RECORD_SUFFIX),
         ).fetchall()
-        return [p for (p,) in rows]
+        return [p for (p,) in rows if not p.startswith("@")]
 
     # -- small objects ------------------------------------------------------------
 
