@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import geopandas as gpd
@@ -11,6 +12,7 @@ import xarray as xr
 from memories_geo import api
 from memories_geo.entry import Entry
 from memories_geo.provenance import source_of
+from memories_geo.types import CompressionLevel, Mode
 
 __all__ = ["MemoriesAccessor"]
 
@@ -28,9 +30,38 @@ class MemoriesAccessor:
     def __init__(self, obj: Any) -> None:
         self._obj = obj
 
-    def save(self, key: str | None = None, **kwargs: Any) -> Entry:
-        """Store this object; same arguments as :func:`memories_geo.save`."""
-        return api.save(self._obj, key, **kwargs)
+    def save(
+        self,
+        key: str | None = None,
+        *,
+        tier: str | None = None,
+        format: str | None = None,
+        mode: Mode | None = None,
+        crs: Any = None,
+        encoding: Mapping[str, Any] | None = None,
+        append_dim: str | None = None,
+        compression: str | CompressionLevel | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        compute: bool = True,
+        **format_options: Any,
+    ) -> Any:
+        """Store this object in the default collection; see :meth:`memories_geo.Memory.save`.
+
+        Returns
+        -------
+        Entry or dask.delayed.Delayed
+            The new version's entry (a delayed save with ``compute=False``).
+
+        Examples
+        --------
+        >>> entry = ds.memories.save("era5/t2m", tier="hot")  # doctest: +SKIP
+        """
+        return api.save(
+            self._obj, key, tier=tier, format=format, mode=mode, crs=crs, encoding=encoding,
+            append_dim=append_dim, compression=compression, attrs=attrs, tags=tags, compute=compute,
+            **format_options,
+        )
 
     @property
     def key(self) -> str | None:

@@ -1,13 +1,19 @@
-"""Module-level functions acting on the default :class:`Memory`."""
+"""Module-level functions acting on the default :class:`Memory`, with the same signatures."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from memories_geo.entry import Entry
 from memories_geo.memory import Memory
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
+
+    from memories_geo.entry import Entry
+    from memories_geo.types import CompressionLevel, Mode
 
 __all__ = [
     "default", "delete", "info", "ls", "open", "recover", "save", "search", "set_default",
@@ -19,7 +25,12 @@ _default: Memory | None = None
 
 
 def default() -> Memory:
-    """The default collection, created on first use from the discovered configuration."""
+    """The default collection, created on first use from the discovered configuration.
+
+    Examples
+    --------
+    >>> mem = mg.default()  # doctest: +SKIP
+    """
     global _default
     with _lock:
         if _default is None:
@@ -28,68 +39,156 @@ def default() -> Memory:
 
 
 def set_default(memory: Memory | None) -> None:
-    """Make ``memory`` the default collection (``None`` re-discovers on next use)."""
+    """Make ``memory`` the default collection (``None`` re-discovers on next use).
+
+    Examples
+    --------
+    >>> mg.set_default(mg.Memory("/data/memories"))  # doctest: +SKIP
+    """
     global _default
     with _lock:
         _default = memory
 
 
-def save(obj: Any, key: str | None = None, **kwargs: Any) -> Entry:
-    """Store ``obj``; see :meth:`Memory.save`.
+def save(
+    obj: Any,
+    key: str | None = None,
+    *,
+    tier: str | None = None,
+    format: str | None = None,
+    mode: Mode | None = None,
+    crs: Any = None,
+    encoding: Mapping[str, Any] | None = None,
+    append_dim: str | None = None,
+    compression: str | CompressionLevel | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    compute: bool = True,
+    **format_options: Any,
+) -> Any:
+    """Store ``obj`` in the default collection; see :meth:`Memory.save` for every option.
+
+    Returns
+    -------
+    Entry or dask.delayed.Delayed
+        The new version's entry (a delayed save with ``compute=False``).
 
     Examples
     --------
     >>> import memories_geo as mg
     >>> entry = mg.save(ds, "era5/t2m", tier="hot")  # doctest: +SKIP
     """
-    return default().save(obj, key, **kwargs)
+    return default().save(
+        obj, key, tier=tier, format=format, mode=mode, crs=crs, encoding=encoding,
+        append_dim=append_dim, compression=compression, attrs=attrs, tags=tags, compute=compute,
+        **format_options,
+    )
 
 
-def open(key: str, **kwargs: Any) -> Any:
-    """Open a stored object; see :meth:`Memory.open`.
+def open(
+    key: str,
+    *,
+    version: int | None = None,
+    bbox: Sequence[float] | None = None,
+    bbox_crs: Any = None,
+    time: Any = None,
+    columns: Sequence[str] | str | None = None,
+    **format_options: Any,
+) -> Any:
+    """Open a stored object; see :meth:`Memory.open` and the open contract (``docs/open.md``).
+
+    Returns
+    -------
+    xarray.Dataset, DataArray, DataTree, geopandas.GeoDataFrame or GeoSeries
+        The type that was saved, lazily where the format allows.
 
     Examples
     --------
-    >>> ds = mg.open("era5/t2m")  # doctest: +SKIP
+    >>> ds = mg.open("era5/t2m", bbox=(-10, 35, 5, 45), time="2024-03")  # doctest: +SKIP
     """
-    return default().open(key, **kwargs)
+    return default().open(
+        key, version=version, bbox=bbox, bbox_crs=bbox_crs, time=time, columns=columns, **format_options
+    )
 
 
-def search(**kwargs: Any) -> Any:
-    """Find stored objects; see :meth:`Memory.search`.
+def search(
+    *,
+    bbox: Sequence[float] | None = None,
+    time: Any = None,
+    tier: str | Sequence[str] | None = None,
+    kind: str | Sequence[str] | None = None,
+    key: str | None = None,
+    tags: Sequence[str] | None = None,
+    bbox_crs: Any = None,
+    all_versions: bool = False,
+) -> gpd.GeoDataFrame:
+    """Find stored objects across all tiers; see :meth:`Memory.search`.
 
     Examples
     --------
     >>> mg.search(bbox=(-10, 35, 5, 45), time=("2024-01", "2024-06"))  # doctest: +SKIP
     """
-    return default().search(**kwargs)
+    return default().search(
+        bbox=bbox, time=time, tier=tier, kind=kind, key=key, tags=tags, bbox_crs=bbox_crs,
+        all_versions=all_versions,
+    )
 
 
-def ls(pattern: str | None = None, **kwargs: Any) -> Any:
-    """Table of stored keys; see :meth:`Memory.ls`."""
-    return default().ls(pattern, **kwargs)
+def ls(pattern: str | None = None, *, tier: str | None = None) -> pd.DataFrame:
+    """Table of stored keys; see :meth:`Memory.ls`.
+
+    Examples
+    --------
+    >>> mg.ls("era5/*")  # doctest: +SKIP
+    """
+    return default().ls(pattern, tier=tier)
 
 
-def info(key: str, **kwargs: Any) -> Entry:
-    """Catalog entry of a key; see :meth:`Memory.info`."""
-    return default().info(key, **kwargs)
+def info(key: str, *, version: int | None = None) -> Entry:
+    """Catalog entry of a key; see :meth:`Memory.info`.
+
+    Examples
+    --------
+    >>> mg.info("era5/t2m").bbox  # doctest: +SKIP
+    """
+    return default().info(key, version=version)
 
 
 def versions(key: str) -> list[Entry]:
-    """Versions of a key; see :meth:`Memory.versions`."""
+    """Versions of a key, oldest first; see :meth:`Memory.versions`.
+
+    Examples
+    --------
+    >>> [e.version for e in mg.versions("era5/t2m")]  # doctest: +SKIP
+    """
     return default().versions(key)
 
 
-def delete(key: str, **kwargs: Any) -> list[Entry]:
-    """Delete a key or one version; see :meth:`Memory.delete`."""
-    return default().delete(key, **kwargs)
+def delete(key: str, *, version: int | None = None) -> list[Entry]:
+    """Delete a key or one version; see :meth:`Memory.delete`.
+
+    Examples
+    --------
+    >>> mg.delete("era5/t2m", version=1)  # doctest: +SKIP
+    """
+    return default().delete(key, version=version)
 
 
-def verify(key: str | None = None, **kwargs: Any) -> list[Entry]:
-    """Check stored bytes against manifests; see :meth:`Memory.verify`."""
-    return default().verify(key, **kwargs)
+def verify(key: str | None = None, *, all_versions: bool = False) -> list[Entry]:
+    """Check stored bytes against their checksums; see :meth:`Memory.verify`.
+
+    Examples
+    --------
+    >>> mg.verify()  # doctest: +SKIP
+    """
+    return default().verify(key, all_versions=all_versions)
 
 
-def recover() -> Sequence[str]:
-    """Remove orphaned writes; see :meth:`Memory.recover`."""
+def recover() -> list[str]:
+    """Remove orphaned writes; see :meth:`Memory.recover`.
+
+    Examples
+    --------
+    >>> mg.recover()  # doctest: +SKIP
+    """
     return default().recover()

@@ -169,18 +169,73 @@ class StorageConfig:
         )
 
     @classmethod
-    def from_any(cls, config: StorageConfig | str | os.PathLike[str] | None) -> StorageConfig:
-        """The one normaliser of "where is the collection": a configuration, a path or ``None``.
+    def from_any(
+        cls,
+        config: StorageConfig | str | os.PathLike[str] | None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> StorageConfig:
+        """The one normaliser of "where is the collection": a configuration, a path, a URL or ``None``.
 
         ``None`` discovers (:meth:`discover`); a path ending in ``.toml`` is read as a
-        configuration file; any other path is an embedded home directory.
+        configuration file; a URL with a scheme (``s3://bucket/home``) is a remote home
+        (:meth:`remote`); ``file://`` URLs and other paths are embedded home directories.
+
+        Raises
+        ------
+        ConfigError
+            ``storage_options`` given with a configuration or a local path.
         """
+        text = os.fspath(config) if isinstance(config, str | os.PathLike) else None
+        if text is not None and "://" in text and not text.startswith("file://"):
+            return cls.remote(text, storage_options=storage_options)
+        if storage_options:
+            raise ConfigError(
+                "storage_options= applies to a remote home URL (s3://, gs://, az://...); "
+                "for a configuration or a local path, put them in the tier's settings"
+            )
         if config is None:
             return cls.discover()
         if isinstance(config, StorageConfig):
             return config
-        path = Path(config)
+        path = Path(text.removeprefix("file://") if text is not None else config)
         return cls.from_toml(path) if path.suffix == ".toml" else cls.embedded(path)
+
+    @classmethod
+    def remote(
+        cls,
+        url: str,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        catalog: str | os.PathLike[str] | None = None,
+    ) -> StorageConfig:
+        """All four tiers under a remote URL (``{url}/hot`` ...), the SQLite catalog kept locally.
+
+        The catalog lives under ``$XDG_CACHE_HOME/memories_geo`` (else
+        ``~/.cache/memories_geo``), in a folder named after a hash of the URL, unless
+        ``catalog=`` says where. Every version has its record on the store, so another
+        machine rebuilds the same catalog with ``RecoveryManager(...).rebuild_catalog()``.
+
+        Examples
+        --------
+        >>> cfg = StorageConfig.remote("s3://bucket/memories", storage_options={"anon": True})
+        >>> cfg.tiers["warm"].url
+        's3://bucket/memories/warm'
+        """
+        import hashlib
+
+        root = url.rstrip("/")
+        if catalog is None:
+            cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "memories_geo"
+            catalog = cache / hashlib.blake2b(root.encode(), digest_size=8).hexdigest() / "catalog.sqlite"
+        tiers = {
+            t.value: TierConfig(
+                url=f"{root}/{t.value}", storage_options=dict(storage_options or {}),
+                compression=DEFAULT_COMPRESSION[t],
+            )
+            for t in Tier
+        }
+        return cls(tiers=tiers, catalog=os.fspath(catalog))
 
     @classmethod
     def discover(cls) -> StorageConfig:

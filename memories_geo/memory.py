@@ -30,9 +30,19 @@ class Memory:
     ----------
     config : StorageConfig, str, Path or None
         A configuration object, a path to a ``memories.toml`` file, a directory to
-        use as the embedded home, or ``None`` to discover one
+        use as the embedded home, a URL of a remote home (``"s3://bucket/memories"``:
+        the four tiers under it, the catalog cached locally; see
+        :meth:`StorageConfig.remote`), or ``None`` to discover one
         (``$MEMORIES_GEO_CONFIG``, ``./memories.toml``, else the embedded default
         under ``$MEMORIES_GEO_HOME`` or ``./.memories``).
+    storage_options : mapping, optional
+        fsspec options (endpoint, credentials) for a remote home URL. Never shown.
+
+    Raises
+    ------
+    ConfigError
+        A tier URL with a scheme no backend handles, an unsupported catalog URL, or
+        ``storage_options`` without a remote URL.
 
     Examples
     --------
@@ -42,8 +52,13 @@ class Memory:
     >>> mem.open("era5/t2m")  # doctest: +SKIP
     """
 
-    def __init__(self, config: StorageConfig | str | os.PathLike[str] | None = None) -> None:
-        self.config = StorageConfig.from_any(config)
+    def __init__(
+        self,
+        config: StorageConfig | str | os.PathLike[str] | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = StorageConfig.from_any(config, storage_options=storage_options)
         self.version_store = VersionStore(self.config)
         self.resolver = Resolver(self.version_store.catalog, self.version_store.tiers)
 

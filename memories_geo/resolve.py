@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from memories_geo.backends.base import Location
-from memories_geo.backends.registry import make_backend
+from memories_geo.backends.registry import known_schemes, make_backend
+from memories_geo.config import redact_url
 from memories_geo.errors import (
+    ConfigError,
     KeyExistsError,
     KeyNotFoundError,
     OptionError,
@@ -26,6 +29,7 @@ from memories_geo.formats.base import WriteOptions
 from memories_geo.formats.registry import default_format, get_format
 from memories_geo.keys import VERSIONS_DIR, generate_key, new_id, validate_key
 from memories_geo.kinds import detect_kind
+from memories_geo.query import check_options
 from memories_geo.types import CompressionLevel, Kind, Mode
 
 if TYPE_CHECKING:
@@ -47,6 +51,13 @@ class TierRouter:
     def __init__(self, config: StorageConfig) -> None:
         self.config = config
         self._backends: dict[str, Backend] = {}
+        for name, tier in config.tiers.items():
+            scheme = urlsplit(tier.url).scheme or "file"
+            if scheme not in known_schemes():
+                raise ConfigError(
+                    f"tier {name!r}: no backend for URL scheme {scheme!r} in {redact_url(tier.url)!r}; "
+                    f"known schemes: {known_schemes()}"
+                )
 
     @cached_property
     def names(self) -> list[str]:
@@ -195,6 +206,7 @@ class Resolver:
             previous.format if mode == "a" and previous else self.tiers.format_for(tier_name, kind, obj)
         )
         fmt = _checked_format(fmt_name, kind, obj)
+        check_options(extra, getattr(fmt, "write_options", {}), f"save() in format {fmt.name!r}")
         options = WriteOptions(
             mode=mode,
             compression=_compression(compression, self.tiers.tier_config(tier_name).compression),

@@ -118,3 +118,22 @@ def test_credentials_never_reach_the_catalog(tmp_path, gdf, store, caplog):
     for secret in [*real, *([] if store.name == "s3" else [canary])]:
         for text in shown:
             assert secret not in text
+
+
+def test_a_remote_home_url(tmp_path, store, gdf, monkeypatch):
+    """``Memory(url, storage_options=)``: tiers under the URL, a local catalog another machine can rebuild."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
+    home = f"{store.url}/{uuid.uuid4().hex[:8]}/home"
+    mem = mg.Memory(home, storage_options=store.options)
+    assert mem.tiers.tier_config("hot").url == f"{home}/hot"
+    assert str(mem.catalog.path).startswith(str(tmp_path / "cache-a"))
+    entry = mem.save(gdf, "fields", tier="warm")
+    assert "/home/warm/fields/@v/" in entry.uri
+    assert_geodataframe_equal(mem.open("fields"), gdf)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-b"))
+    other = mg.Memory(home, storage_options=store.options)
+    assert other.catalog.path != mem.catalog.path
+    report = mg.RecoveryManager(other).rebuild_catalog(force=True)
+    assert report["keys"] == 1
+    assert_geodataframe_equal(other.open("fields"), gdf)

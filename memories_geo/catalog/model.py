@@ -177,6 +177,11 @@ def exists_message(key: str) -> str:
 
 def not_found_message(key: str, keys: Sequence[str]) -> str:
     """Message of a :class:`KeyNotFoundError` for ``key``, suggesting close ``keys``."""
-    close = [k for k in keys if fnmatch.fnmatch(k, f"*{key.rsplit('/', 1)[-1]}*")][:5]
+    import difflib
+
+    leaf = key.rsplit("/", 1)[-1]
+    close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.6)
+    close += [k for k in keys if k not in close and fnmatch.fnmatch(k, f"*{leaf}*")]
+    close = close[:5]
     hint = f" Did you mean {close}?" if close else (" The catalog is empty." if not keys else "")
     return f"no data stored under key {key!r}.{hint}"

@@ -98,6 +98,8 @@ class Format(Protocol):
     #: Format-specific ``open`` keywords -> one-line description (``bbox``, ``bbox_crs``,
     #: ``time`` and ``columns`` are common to every format and not listed here).
     open_options: ClassVar[Mapping[str, str]]
+    #: Format-specific ``save`` keywords -> one-line description (checked before writing).
+    write_options: ClassVar[Mapping[str, str]]
     #: Where this format is the default: (kind, backend capability it needs) pairs.
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]]
 
@@ -147,6 +149,7 @@ class FileFormat:
     kinds: ClassVar[frozenset[Kind]]
     extension: ClassVar[str]
     open_options: ClassVar[Mapping[str, str]] = {}
+    write_options: ClassVar[Mapping[str, str]] = {}
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset()
 
     def default_priority(self, obj: Any) -> int:  # noqa: D102

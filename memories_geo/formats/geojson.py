@@ -102,6 +102,11 @@ class GeoJSONFormat(FileFormat):
     open_options: ClassVar[Mapping[str, str]] = {
         "crs": "CRS to return: None (EPSG:4326, as stored), 'original' (the CRS it was saved in) or any CRS",
     }
+    write_options: ClassVar[Mapping[str, str]] = {
+        "compress": "gzip the file (.geojson.gz), at the tier's compression level",
+        "precision": "decimal places of coordinates (default: 17 significant digits)",
+        "validate": "refuse invalid geometries, naming the rows",
+    }
 
     def can_store(self, obj: Any) -> bool:
         """Whether ``obj`` is a GeoDataFrame or a GeoSeries."""

@@ -77,6 +77,11 @@ class COGFormat(FileFormat):
     extension: ClassVar[str] = ".tif"
     open_options: ClassVar[Mapping[str, str]] = OPEN_OPTIONS
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset({(Kind.RASTER, Capability.FILES)})
+    write_options: ClassVar[Mapping[str, str]] = {
+        "blocksize": "internal tile size in pixels (a multiple of 16, default 512)",
+        "overview_resampling": "GDAL resampling for the overviews (default: by dtype)",
+        "temp_dir": "local folder for staging files written to a remote tier",
+    }
 
     def default_priority(self, obj: Any) -> int:
         """2 for a single image (a DataArray on ``(y, x)`` or ``(band, y, x)``), else 0.

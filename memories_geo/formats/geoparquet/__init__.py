@@ -104,6 +104,17 @@ class GeoParquetFormat(FileFormat):
         "filters": "pyarrow row filters (list of tuples or an expression), pushed down with bbox and time",
     }
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset({(Kind.VECTOR, Capability.FILES)})
+    write_options: ClassVar[Mapping[str, str]] = {
+        "sort": "'auto' (Hilbert order for large layers), 'hilbert' or 'none'",
+        "keep_order": "keep the original row order inside each row group (default True)",
+        "geometry_encoding": "'auto', 'WKB' or 'geoarrow'",
+        "row_group_size": "rows per row group",
+        "partition_cols": "columns to partition the layer by (a directory of files)",
+        "data_page_size": "Parquet data page size in bytes (alias: page_size)",
+        "page_size": "alias of data_page_size",
+        "use_dictionary": "dictionary-encode columns (pyarrow's use_dictionary)",
+        "write_statistics": "write column statistics (pyarrow's write_statistics)",
+    }
 
     def can_store(self, obj: Any) -> bool:
         """Whether ``obj`` is a GeoDataFrame or a GeoSeries."""
@@ -120,9 +131,10 @@ class GeoParquetFormat(FileFormat):
         path, filesystem = _target(location)
         if location.is_local:
             location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
-        write_geoparquet(
-            gdf, path, filesystem=filesystem, compression=options.compression, **options.extra
-        )
+        extra = dict(options.extra)
+        if "page_size" in extra:
+            extra.setdefault("data_page_size", extra.pop("page_size"))
+        write_geoparquet(gdf, path, filesystem=filesystem, compression=options.compression, **extra)
         return vector_footprint(gdf), info
 
     def open(

@@ -115,6 +115,9 @@ class PostGISFormat:
         "engine": "read with 'adbc' (Arrow-native, default when installed) or 'psycopg'",
     }
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset({(Kind.VECTOR, Capability.TABLES)})
+    write_options: ClassVar[Mapping[str, str]] = {
+        "engine": "load with 'psycopg' (binary COPY, default) or 'adbc'",
+    }
 
     def default_priority(self, obj: Any) -> int:
         """1 for a GeoDataFrame or GeoSeries: the default vector format on database tiers."""

@@ -77,6 +77,11 @@ class ZarrFormat(FileFormat):
     kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.RASTER})
     extension: ClassVar[str] = ".zarr"
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset({(Kind.RASTER, Capability.FILES)})
+    write_options: ClassVar[Mapping[str, str]] = {
+        "region": "with mode='a': a dict of dim -> slice (or 'auto') to overwrite in a new version",
+        "safe_chunks": "as in to_zarr: refuse writes where dask chunks straddle Zarr chunks",
+        "write_empty_chunks": "as in to_zarr: store chunks holding only the fill value",
+    }
     open_options: ClassVar[Mapping[str, str]] = {
         "chunks": "dask chunks, as in xarray.open_zarr (default {}: the stored chunks or shards; "
         "None: no dask, lazily indexed arrays)",
