@@ -50,6 +50,7 @@ from memories_geo.errors import (
 )
 from memories_geo.formats.registry import available_formats, register_format
 from memories_geo.memory import Memory
+from memories_geo.options import get_options, set_options
 from memories_geo.types import CompressionLevel, Kind, Tier
 
 __version__ = "0.1.0"
@@ -88,6 +89,7 @@ __all__ = [
     "default",
     "delete",
     "events",
+    "get_options",
     "info",
     "ls",
     "open",
@@ -97,6 +99,7 @@ __all__ = [
     "save",
     "search",
     "set_default",
+    "set_options",
     "verify",
     "versions",
 ]

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import geopandas as gpd
     import pandas as pd
 
-    from memories_geo.entry import Entry
+    from memories_geo.entry import Entry, EntryList
     from memories_geo.types import CompressionLevel, Mode
 
 __all__ = [
@@ -154,7 +154,7 @@ def info(key: str, *, version: int | None = None) -> Entry:
     return default().info(key, version=version)
 
 
-def versions(key: str) -> list[Entry]:
+def versions(key: str) -> EntryList:
     """Versions of a key, oldest first; see :meth:`Memory.versions`.
 
     Examples

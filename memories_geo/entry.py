@@ -1,24 +1,36 @@
-"""Catalog entries: one stored version of a key, with a text and an HTML repr."""
+"""Catalog entries: one stored version of a key, and lists of them, with text and HTML reprs."""
 
 from __future__ import annotations
 
-import html
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Entry", "entries_to_frame"]
+from memories_geo.display import (
+    Html,
+    attrs_list,
+    dims_list,
+    footprint_svg,
+    format_bbox,
+    human_size,
+    human_time,
+    human_time_range,
+    repr_html,
+    row,
+    section,
+    short_checksum,
+    span,
+    table,
+    tier_color,
+)
 
+__all__ = ["FRAME_COLUMNS", "Entry", "EntryList", "entries_to_frame"]
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+#: Columns of :func:`entries_to_frame` (``ls()``, ``search()``), besides the geometry.
+FRAME_COLUMNS = ("key", "version", "tier", "format", "kind", "size", "modified")
+
+#: Variables or attributes listed before a section starts closed.
+_OPEN_UP_TO = 12
 
 
 @dataclass(frozen=True)
@@ -93,54 +105,149 @@ class Entry:
             return "no CRS"
         return self.crs if len(self.crs) < 40 else self.crs.split("[", 1)[0] + "[...]"
 
+    @property
+    def _variables_text(self) -> str:
+        if self.variables:
+            return ", ".join(self.variables)
+        if self.object_info.get("type") == "DataArray":
+            return "unnamed DataArray"
+        return "none"
+
     def __repr__(self) -> str:
-        bbox = "None" if self.bbox is None else "(" + ", ".join(f"{v:.4g}" for v in self.bbox) + ")"
-        time = f"{self.time_start} .. {self.time_end}" if self.time_start else "none"
+        time = human_time_range(self.time_start, self.time_end, sep=" .. ")
         return (
             f"<memories_geo.Entry {self.key!r} v{self.version}>\n"
-            f"  tier={self.tier} format={self.format} kind={self.kind} size={_size(self.size_bytes)}\n"
-            f"  crs={self._crs_short} bbox(EPSG:4326)={bbox}\n"
-            f"  time={time} shape={dict(self.shape)}\n"
+            f"  tier={self.tier} format={self.format} kind={self.kind} size={human_size(self.size_bytes)}\n"
+            f"  crs={self._crs_short} bbox(EPSG:4326)={format_bbox(self.bbox)}\n"
+            f"  time={'none' if time == '—' else time} shape={dict(self.shape)}\n"
+            f"  variables={_clip(self._variables_text, 70)}\n"
             f"  uri={self.uri}"
         )
 
     def _repr_html_(self) -> str:
-        rows = [
-            ("version", f"v{self.version} ({self.version_id})"),
-            ("tier / format / kind", f"{self.tier} / {self.format} / {self.kind}"),
-            ("size", _size(self.size_bytes)),
-            ("CRS", self._crs_short),
-            ("bbox (EPSG:4326)", self.bbox),
-            ("time", f"{self.time_start} .. {self.time_end}" if self.time_start else "—"),
-            ("shape", dict(self.shape)),
-            ("variables", ", ".join(self.variables[:20]) + (" …" if len(self.variables) > 20 else "")),
-            ("created", self.created_at),
-            ("accessed", f"{self.access_count} times (last {self.last_accessed_at or 'never'})"),
-            ("checksum", self.checksum),
-            ("uri", self.uri),
+        is_table = self.kind == "vector" or set(self.shape) == {"rows"}
+        names = list(self.variables)
+        swatch = Html(f"<span class='mg-swatch' style='background:{tier_color(self.tier)}'></span>")
+        sections = [
+            row("tier", Html(swatch + span(self.tier))),
+            row("format", f"{self.format} ({self.kind})"),
+            row("CRS", self._crs_short, title=self.crs),
+            row("bbox", Html(span(format_bbox(self.bbox), cls="mg-mono") + " <span class='mg-muted'>"
+                             "lon/lat</span>")),
+            row("time", human_time_range(self.time_start, self.time_end)),
+            row("shape", dims_list(self.shape)),
+            row("size", human_size(self.size_bytes), title=f"{self.size_bytes:,} bytes"),
+            row("created", human_time(self.created_at)),
+            section(
+                "Columns" if is_table else "Variables",
+                Html(", ".join(span(v, cls="mg-mono") for v in names)) if names else self._variables_text,
+                preview=_clip(self._variables_text, 120), count=len(names) or None,
+                expanded=0 < len(names) <= _OPEN_UP_TO,
+            ),
+            section(
+                "Attributes", attrs_list(self.attrs),
+                preview=_clip(", ".join(f"{k}: {v}" for k, v in self.attrs.items()), 120),
+                count=len(self.attrs), expanded=len(self.attrs) <= _OPEN_UP_TO,
+            ),
+            row("tags", ", ".join(self.tags) if self.tags else "—"),
+            section(
+                "Storage",
+                attrs_list({
+                    "version id": span(self.version_id, cls="mg-mono"),
+                    "checksum": span(self.checksum, cls="mg-mono"),
+                    "uri": span(self.uri, cls="mg-mono"),
+                    "accessed": f"{self.access_count} times, last {human_time(self.last_accessed_at)}"
+                    if self.access_count else "never",
+                }),
+                preview=Html(f"checksum {span(short_checksum(self.checksum), cls='mg-mono')}"),
+                expanded=False,
+            ),
         ]
-        body = "".join(
-            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-            for k, v in rows
-        )
-        return (
-            f"<div><strong>memories_geo.Entry</strong> <code>{html.escape(self.key)}</code>"
-            f"<table>{body}</table></div>"
+        figure = ""
+        if self.bbox is not None:
+            figure = footprint_svg(
+                [(self.bbox, tier_color(self.tier), f"{self.key} v{self.version}")],
+                caption=format_bbox(self.bbox), title=f"footprint of {self.key}",
+            )
+        return repr_html(obj_type="memories_geo.Entry", name=self.key, badges=[f"v{self.version}"],
+                         text=repr(self), sections=sections, figure=figure)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class EntryList(list[Entry]):
+    """Entries (the versions of a key, or search hits), with a table view for Jupyter.
+
+    Examples
+    --------
+    >>> mem.versions("era5/t2m").to_frame()  # doctest: +SKIP
+    """
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per entry (the columns of ``ls()``)."""
+        import pandas as pd
+
+        return pd.DataFrame(entries_to_frame(self).drop(columns="geometry"))
+
+    def __repr__(self) -> str:
+        if not self:
+            return "EntryList([])"
+        lines = [f"<memories_geo.EntryList: {len(self)} entr{'y' if len(self) == 1 else 'ies'}>"]
+        width = max(len(e.key) for e in self)
+        lines += [
+            f"  {e.key:<{width}} v{e.version:<3} {human_time(e.created_at)}  {e.tier:<8} {e.format:<11} "
+            f"{human_size(e.size_bytes):>10}  {short_checksum(e.checksum)}"
+            for e in self
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        keys = sorted({e.key for e in self})
+        one_key = len(keys) == 1
+        columns = ["version", "created", "tier", "format", "kind", "size", "checksum"]
+        rows = [
+            [f"v{e.version}", human_time(e.created_at), e.tier, e.format, e.kind,
+             human_size(e.size_bytes), span(short_checksum(e.checksum), cls="mg-mono", title=e.checksum)]
+            for e in self
+        ]
+        if not one_key:
+            columns.insert(0, "key")
+            rows = [[span(e.key, cls="mg-mono"), *r] for e, r in zip(self, rows, strict=True)]
+        numeric = {columns.index("size")}
+        label = "Versions" if one_key else "Entries"
+        return repr_html(
+            obj_type="memories_geo.EntryList", name=keys[0] if one_key else None,
+            badges=[f"{len(self)} {label.lower()}"], text=repr(self),
+            sections=[section(label, table(columns, rows, numeric=numeric), count=len(self))],
         )
 
 
-def entries_to_frame(entries: list[Entry]) -> Any:
-    """A GeoDataFrame of footprints (EPSG:4326 boxes), one row per entry, for ``.explore()``."""
+def entries_to_frame(entries: Iterable[Entry]) -> Any:
+    """A GeoDataFrame of footprints (EPSG:4326 boxes), one row per entry, for ``.explore()``.
+
+    Columns: :data:`FRAME_COLUMNS` (``size`` human-readable, ``modified`` the
+    version's creation time, UTC, to the second) and ``geometry``. Every other field
+    is on the entries (``mem.info(key)``, ``mem.versions(key)``).
+    """
     import geopandas as gpd
     import pandas as pd
     from shapely.geometry import box
 
-    columns = ["key", "version", "tier", "format", "kind", "crs", "time_start", "time_end",
-               "size_bytes", "created_at", "last_accessed_at", "access_count", "uri"]
-    data = {c: [getattr(e, c) for e in entries] for c in columns}
-    frame = pd.DataFrame(data, columns=columns)
-    for c in ("time_start", "time_end", "created_at", "last_accessed_at"):
-        frame[c] = pd.to_datetime(frame[c], utc=True)
+    entries = list(entries)
+    frame = pd.DataFrame(
+        {
+            "key": [e.key for e in entries],
+            "version": pd.Series([e.version for e in entries], dtype="int64"),
+            "tier": [e.tier for e in entries],
+            "format": [e.format for e in entries],
+            "kind": [e.kind for e in entries],
+            "size": [human_size(e.size_bytes) for e in entries],
+            "modified": pd.to_datetime(pd.Series([e.created_at for e in entries], dtype="object"),
+                                       utc=True).dt.floor("s"),
+        },
+        columns=list(FRAME_COLUMNS),
+    )
     geometry = [box(*e.bbox) if e.bbox else None for e in entries]
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, crs="EPSG:4326"), crs="EPSG:4326")

@@ -136,16 +136,17 @@ def raster_footprint(obj: xr.Dataset | xr.DataArray, crs: Any = None) -> Footpri
         y0, y1 = _axis_bounds(obj[y_dim].values)
         native = (x0, y0, x1, y1)
     start, end = time_range(obj)
-    variables = (obj.name,) if hasattr(obj, "to_dataset") and not hasattr(obj, "data_vars") else ()
     if hasattr(obj, "data_vars"):
-        variables = tuple(str(v) for v in obj.data_vars)
+        variables: tuple[str, ...] = tuple(str(v) for v in obj.data_vars)
+    else:
+        variables = () if obj.name is None else (str(obj.name),)
     return Footprint(
         bbox=bbox_to_wgs84(native, crs) if native else None,
         native_bbox=native,
         crs=crs_to_string(crs),
         time_start=start,
         time_end=end,
-        variables=tuple(str(v) for v in variables if v is not None),
+        variables=variables,
         shape={str(k): int(v) for k, v in obj.sizes.items()},
     )
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.config import StorageConfig, redact_url
-from memories_geo.entry import Entry, entries_to_frame
+from memories_geo.entry import Entry, EntryList, entries_to_frame
 from memories_geo.keys import validate_key
 from memories_geo.provenance import attach_source, source_of, without_source
 from memories_geo.query import normalize_bbox, normalize_time
@@ -19,6 +18,7 @@ from memories_geo.versions import VersionStore
 if TYPE_CHECKING:
     from memories_geo.catalog import Catalog
     from memories_geo.checkpoints import CheckpointManager
+    from memories_geo.monitor.plot import MemoryPlots
     from memories_geo.resolve import TierRouter
 
 __all__ = ["Memory"]
@@ -229,9 +229,9 @@ class Memory:
         """Catalog entry of the current (or a given) version of ``key``."""
         return self.catalog.get(validate_key(key), version)
 
-    def versions(self, key: str) -> list[Entry]:
-        """Every version of ``key``, oldest first."""
-        return self.catalog.versions(validate_key(key))
+    def versions(self, key: str) -> EntryList:
+        """Every version of ``key``, oldest first (a list with a table view in Jupyter)."""
+        return EntryList(self.catalog.versions(validate_key(key)))
 
     def ls(self, pattern: str | None = None, *, tier: str | None = None) -> Any:
         """Table (pandas DataFrame) of current entries, optionally filtered by key glob and tier.
@@ -358,19 +358,32 @@ class Memory:
         return f"Memory(catalog={str(self.catalog.path)!r}, tiers: {tiers})"
 
     def _repr_html_(self) -> str:
-        entries = self.catalog.current_entries()
-        rows = []
-        for name in self.tiers.names:
-            here = [e for e in entries if e.tier == name]
-            size = sum(e.size_bytes for e in here)
-            url = html.escape(repr(self.tiers.tier_config(name)).split("url=", 1)[1].split(",", 1)[0])
-            rows.append(f"<tr><td>{name}</td><td>{url}</td><td>{len(here)}</td><td>{size:,}</td></tr>")
-        return (
-            "<div><strong>memories_geo.Memory</strong>"
-            f" <code>{html.escape(str(self.catalog.path))}</code><table>"
-            "<tr><th>tier</th><th>url</th><th>keys</th><th>bytes</th></tr>"
-            + "".join(rows) + "</table></div>"
+        from memories_geo.monitor.usage import tier_usage, usage_html
+
+        current = self.catalog.current_entries()
+        usage = tier_usage(current, self.catalog.all_versions(include_retired=True), self.tiers.names)
+        return usage_html(
+            usage,
+            urls={u.tier: redact_url(self.tiers.tier_config(u.tier).url) for u in usage
+                  if u.tier in self.tiers.names},
+            location=str(self.catalog.path),
+            default_tier=self.config.default_tier,
+            boxes=[(e.bbox, e.tier, f"{e.key} v{e.version}") for e in current if e.bbox is not None],
+            text=repr(self),
         )
+
+    @property
+    def plot(self) -> MemoryPlots:
+        """Plots of this collection (matplotlib): ``plot.usage()`` and ``plot.footprints()``.
+
+        Examples
+        --------
+        >>> mem.plot.usage()  # doctest: +SKIP
+        >>> mem.plot.footprints(key="era5/*")  # doctest: +SKIP
+        """
+        from memories_geo.monitor.plot import MemoryPlots
+
+        return MemoryPlots(self.catalog, self.tiers.names)
 
 
 def _plain(frame: Any) -> Any:

@@ -105,7 +105,7 @@ def _check_bbox(bbox: Sequence[float]) -> BBox:
         raise ValueError(f"bbox must be four finite numbers (minx, miny, maxx, maxy), got {bbox!r}")
     if values[0] > values[2] or values[1] > values[3]:
         raise ValueError(f"bbox must be (minx, miny, maxx, maxy) with min <= max, got {bbox!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def normalize_bbox(bbox: Sequence[float] | None, bbox_crs: Any = None) -> BBox | None:

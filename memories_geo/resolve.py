@@ -199,11 +199,11 @@ class Resolver:
             )
         if mode == "a" and previous is None:
             raise KeyNotFoundError(f"mode='a' appends to an existing key, and {key!r} does not exist")
-        appending = mode == "a" and previous is not None
-        tier_name = str(tier or (previous.tier if appending else self.tiers.config.default_tier))
+        extended = previous if mode == "a" else None
+        tier_name = str(tier or (extended.tier if extended else self.tiers.config.default_tier))
         backend = self.tiers.backend(tier_name)
         fmt_name = format or (
-            previous.format if mode == "a" and previous else self.tiers.format_for(tier_name, kind, obj)
+            extended.format if extended else self.tiers.format_for(tier_name, kind, obj)
         )
         fmt = _checked_format(fmt_name, kind, obj)
         check_options(extra, getattr(fmt, "write_options", {}), f"save() in format {fmt.name!r}")

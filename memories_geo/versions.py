@@ -27,6 +27,7 @@ from memories_geo.errors import FormatError, MemoriesError
 from memories_geo.events import emit
 from memories_geo.formats.registry import get_format
 from memories_geo.integrity import raise_for_problems, stat_fingerprint, verify_manifest_stat
+from memories_geo.progress import progress_bar
 from memories_geo.query import COMMON_OPEN_OPTIONS, check_options, open_request
 from memories_geo.records import read_record_rows, record_path, write_record
 from memories_geo.resolve import SavePlan, TierRouter
@@ -173,7 +174,10 @@ class VersionStore:
             entry, gone = self.catalog.remove_version(key, version)
             entries, purge = [entry], [entry] if gone else []
         self.purge(purge)
-        logger.info("deleted %s (%d version(s))", key, len(entries))
+        if version is None:
+            logger.info("deleted %s (%d version(s))", key, len(entries))
+        else:
+            logger.info("deleted %s v%d", key, version)
         return entries
 
     def purge(self, entries: Sequence[Entry]) -> None:
@@ -186,6 +190,8 @@ class VersionStore:
     def verify(self, entries: Sequence[Entry]) -> None:
         """Re-hash ``entries`` and raise :class:`ChecksumMismatchError` naming every problem."""
         problems = [p for found in self.verify_entries(entries).values() for p in found]
+        logger.info("verified %d version(s) (%d bytes): %s", len(entries), sum(e.size_bytes for e in entries),
+                    f"{len(problems)} problem(s)" if problems else "intact")
         raise_for_problems(f"{len(entries)} version(s)", problems)
 
     def verify_entries(self, entries: Sequence[Entry], *, quick: bool = False) -> dict[str, list[str]]:
@@ -196,12 +202,19 @@ class VersionStore:
         verification, the way git trusts its index; ``quick=False`` re-hashes all.
         """
         recorded = self.catalog.stat_fingerprints([e.version_id for e in entries]) if quick else {}
+        total = sum(e.size_bytes for e in entries)
+        with progress_bar(total, f"verify {len(entries)} version(s)") as bar:
 
-        def check(entry: Entry) -> list[str]:
-            return self.verify_entry(entry, quick=quick, recorded=recorded.get(entry.version_id))
+            def check(entry: Entry) -> list[str]:
+                found = self.verify_entry(entry, quick=quick, recorded=recorded.get(entry.version_id))
+                bar.update(entry.size_bytes)
+                return found
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return dict(zip([e.version_id for e in entries], pool.map(check, entries), strict=True))
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                found = dict(zip([e.version_id for e in entries], pool.map(check, entries), strict=True))
+        logger.debug("checked %d version(s) (%d bytes, quick=%s): %d with problems", len(entries), total,
+                     quick, sum(1 for f in found.values() if f))
+        return found
 
     def verify_entry(self, entry: Entry, *, quick: bool = False, recorded: str | None = None) -> list[str]:
         """Problems of one stored version (empty when intact); see :meth:`verify_entries`."""
@@ -255,8 +268,7 @@ class VersionStore:
                     backend.remove(record_path(path))
                     removed.append(backend.url_for(path))
         self.write_missing_records()
-        if removed:
-            logger.info("recovered: removed %d orphan(s)", len(removed))
+        logger.info("recovered: removed %d orphan(s)", len(removed))
         return removed
 
     def write_missing_records(self) -> None:

@@ -241,10 +241,11 @@ def test_entry_reprs(memory, gdf):
     assert "EPSG:4326" in text
     page = entry._repr_html_()
     assert "fields&lt;b&gt;" in page
-    assert "<table>" in page
+    assert "<svg" in page
     summary = memory._repr_html_()
-    assert "<tr><td>hot</td>" in summary
-    assert "<td>1</td>" in summary
+    assert "<table>" in summary
+    assert "<span>hot</span>" in summary
+    assert "<td class='mg-num'>1</td>" in summary
 
 
 def test_dataarray_and_geoseries_come_back_as_such(memory, ds, gdf):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -350,13 +351,13 @@ def test_cli_checkpoint_commands(tmp_path, capsys):
     assert main(["--config", home, "checkpoint", "list"]) == 0
     assert "c1" in capsys.readouterr().out
     assert main(["--config", home, "checkpoint", "diff", "c1"]) == 0
-    assert "changed=['a']" in capsys.readouterr().out
+    assert re.search(r"^a\s+changed\s+v1 \(.*\)\s+v2 \(", capsys.readouterr().out, re.M)
     assert main(["--config", home, "checkpoint", "verify", "c1", "--full"]) == 0
-    assert main(["--config", home, "checkpoint", "restore", "c1"]) == 0
+    assert main(["--config", home, "checkpoint", "restore", "c1", "--yes"]) == 0
     assert mem.info("a").version == 1
-    assert main(["--config", home, "recover", "--rebuild-catalog"]) == 0
+    assert main(["--config", home, "recover", "--rebuild-catalog", "--yes"]) == 0
     assert "catalog rebuilt" in capsys.readouterr().out
-    assert main(["--config", home, "checkpoint", "restore", "nope"]) == 2
+    assert main(["--config", home, "checkpoint", "restore", "nope", "--yes"]) == 1
 
 
 @pytest.mark.postgres

@@ -424,7 +424,7 @@ def test_append_and_encoding_are_refused(mem: mg.Memory) -> None:
         mem.save(da.isel(time=[1]), "stack", mode="a", append_dim="time")
     with pytest.raises(mg.FormatError, match="encoding"):
         mem.save(terrain(), "enc", format="cog", encoding={"dtype": "int32"})
-    with pytest.raises(mg.FormatError, match="blocksize"):
+    with pytest.raises(mg.OptionError, match=r"tile_size.*blocksize"):
         mem.save(terrain(), "opt", format="cog", tile_size=256)
 
 

@@ -99,7 +99,8 @@ def _load(target: str | type, scheme: str) -> type:
         return target
     module_name, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        cls: type = getattr(importlib.import_module(module_name), attr)
+        return cls
     except (ImportError, AttributeError) as exc:
         warnings.warn(f"backend for {scheme!r} ({target}) cannot be loaded: {exc}", stacklevel=3)
         raise TierUnavailableError(
@@ -132,4 +133,5 @@ def make_backend(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     if missing:
         raise TierUnavailableError(f"{redact_url(url)!r} needs {', '.join(missing)}. {spec.install}".rstrip())
     cls = _load(spec.target, scheme)
-    return cls(url, storage_options=dict(storage_options or {}))  # type: ignore[no-any-return]
+    backend: Backend = cls(url, storage_options=dict(storage_options or {}))
+    return backend

@@ -75,7 +75,13 @@ class SQLiteCheckpointTables:
                 "SELECT id, name, created_at, kind, n_keys, size_bytes, checksum, message, backed_up "
                 "FROM checkpoints ORDER BY created_at DESC, id DESC"
             ).fetchall()
-        return [CheckpointRow(*r[:8], backed_up=bool(r[8])) for r in rows]
+        return [
+            CheckpointRow(
+                id=r[0], name=r[1], created_at=r[2], kind=r[3], n_keys=r[4], size_bytes=r[5],
+                checksum=r[6], message=r[7], backed_up=bool(r[8]),
+            )
+            for r in rows
+        ]
 
     def checkpoint_pins(self, checkpoint_id: str) -> dict[str, str]:
         """``key -> version_id`` pinned by a checkpoint."""

@@ -8,6 +8,7 @@ re-created from it only if the re-created table's digest equals the original's.
 from __future__ import annotations
 
 import contextlib
+import logging
 import posixpath
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from memories_geo.errors import ChecksumMismatchError, KeyNotFoundError
 from memories_geo.formats.base import WriteOptions
 from memories_geo.formats.registry import get_format
 from memories_geo.integrity import Manifest, verify_manifest
+from memories_geo.progress import ProgressBar, progress_bar, timed
 from memories_geo.query import open_request
 from memories_geo.records import record_path
 from memories_geo.types import CompressionLevel
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from memories_geo.versions import VersionStore
 
 __all__ = ["BackupStore", "copy_files"]
+
+logger = logging.getLogger(__name__)
 
 #: Suffix of the GeoParquet export that backs up a version stored as tables.
 TABLE_EXPORT = ".table.parquet"
@@ -69,8 +73,10 @@ class BackupStore:
                  for p, i in infos.items() if i.get("type") == "file"}
         return sizes == {p: d.size for p, d in manifest.files.items()}
 
-    def copy(self, entry: Entry) -> None:
+    def copy(self, entry: Entry, progress: ProgressBar | None = None) -> None:
         """Copy one version (and its record) to the backup, verified.
+
+        ``progress`` counts the bytes copied.
 
         Raises
         ------
@@ -80,9 +86,12 @@ class BackupStore:
         source = self.versions.tiers.backend(entry.tier)
         if not self._stores_files(entry):
             self._export_table(entry)
+            if progress is not None:
+                progress.update(entry.size_bytes)
             return
         manifest = self.versions.catalog.manifest(entry)
-        copy_files(source, entry.path, self.backend, self.path_of(entry), manifest)  # type: ignore[arg-type]
+        copy_files(source, entry.path, self.backend, self.path_of(entry), manifest,  # type: ignore[arg-type]
+                   progress)
         problems = verify_manifest(self.backend.fs, self.backend.full_path(self.path_of(entry)), manifest)
         if problems:
             raise ChecksumMismatchError(f"backup copy of {entry.key} v{entry.version} is corrupt", problems)
@@ -91,18 +100,23 @@ class BackupStore:
             self.backend.write_bytes(record_path(self.path_of(entry)), source.read_bytes(rec))
 
     def restore(self, entry: Entry) -> None:
-        """Copy one version back from the backup to its tier, verified."""
-        if not self._stores_files(entry):
-            self._import_table(entry)
-            return
-        manifest = self.versions.catalog.manifest(entry)
-        target: FileStore = self.versions.tiers.backend(entry.tier)  # type: ignore[assignment]
-        if target.exists(entry.path):
-            target.remove(entry.path)
-        copy_files(self.backend, self.path_of(entry), target, entry.path, manifest)
-        problems = verify_manifest(target.fs, target.full_path(entry.path), manifest)
-        if problems:
-            raise ChecksumMismatchError(f"restored copy of {entry.key} v{entry.version} is corrupt", problems)
+        """Copy one version back from the backup to its tier, verified (with a progress bar)."""
+        with progress_bar(entry.size_bytes, f"restore {entry.key} v{entry.version}") as bar:
+            if not self._stores_files(entry):
+                self._import_table(entry)
+            else:
+                manifest = self.versions.catalog.manifest(entry)
+                target: FileStore = self.versions.tiers.backend(entry.tier)  # type: ignore[assignment]
+                if target.exists(entry.path):
+                    target.remove(entry.path)
+                copy_files(self.backend, self.path_of(entry), target, entry.path, manifest, bar)
+                problems = verify_manifest(target.fs, target.full_path(entry.path), manifest)
+                if problems:
+                    raise ChecksumMismatchError(
+                        f"restored copy of {entry.key} v{entry.version} is corrupt", problems
+                    )
+        logger.info("restored %s v%d from the backup store (%d bytes)", entry.key, entry.version,
+                    entry.size_bytes)
 
     def _export_table(self, entry: Entry) -> None:
         """Back up a table version as GeoParquet, proven by a full round trip through it."""
@@ -131,15 +145,25 @@ class BackupStore:
         with contextlib.suppress(KeyNotFoundError):
             self.versions.publish(self.versions.catalog.current(entry.key))
 
-def copy_files(src: FileStore, src_path: str, dst: FileStore, dst_path: str, manifest: Manifest) -> None:
-    """Copy the files of a manifest between file backends, streaming each file."""
+def copy_files(
+    src: FileStore, src_path: str, dst: FileStore, dst_path: str, manifest: Manifest,
+    progress: ProgressBar | None = None,
+) -> None:
+    """Copy the files of a manifest between file backends, streaming each file.
+
+    ``progress`` counts the bytes copied; each file copy is logged at DEBUG with its
+    duration.
+    """
     src_root, dst_root = src.full_path(src_path), dst.full_path(dst_path)
     single = len(manifest.files) == 1 and src.fs.isfile(src_root)
-    for relative in manifest.files:
+    for relative, digest in manifest.files.items():
         source = src_root if single else posixpath.join(src_root, relative)
         target = dst_root if single else posixpath.join(dst_root, relative)
-        dst.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        with src.fs.open(source, "rb") as fin, dst.fs.open(target, "wb") as fout:
-            while block := fin.read(16 * 1024 * 1024):
-                fout.write(block)
+        with timed(logger, "copy %s -> %s (%d bytes)", source, target, digest.size):
+            dst.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            with src.fs.open(source, "rb") as fin, dst.fs.open(target, "wb") as fout:
+                while block := fin.read(16 * 1024 * 1024):
+                    fout.write(block)
+                    if progress is not None:
+                        progress.update(len(block))
 

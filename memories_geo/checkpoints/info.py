@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from memories_geo.display import (
+    Html,
+    human_size,
+    human_time,
+    repr_html,
+    row,
+    section,
+    short_checksum,
+    short_version_id,
+    span,
+    table,
+)
 
 if TYPE_CHECKING:
     from memories_geo.catalog import CheckpointRow
@@ -55,8 +67,23 @@ class CheckpointInfo:
         return cls(row.id, row.name, row.created_at, row.n_keys, row.size_bytes, row.checksum,
                    row.kind, row.message, row.backed_up)
 
+    def __repr__(self) -> str:
+        return (f"<memories_geo.CheckpointInfo {self.name!r} {self.id} {self.kind}: {self.keys} keys, "
+                f"{human_size(self.bytes)}{', backed up' if self.backed_up else ''}>")
+
     def _repr_html_(self) -> str:
-        return CheckpointList([self])._repr_html_()
+        sections = [
+            row("id", span(self.id, cls="mg-mono")),
+            row("time", human_time(self.timestamp)),
+            row("kind", self.kind),
+            row("keys", f"{self.keys:,}"),
+            row("size", human_size(self.bytes), title=f"{self.bytes:,} bytes"),
+            row("checksum", span(short_checksum(self.checksum), cls="mg-mono"), title=self.checksum),
+            row("backup", "yes" if self.backed_up else "no"),
+            row("message", self.message or "—"),
+        ]
+        return repr_html(obj_type="memories_geo.CheckpointInfo", name=self.name, text=repr(self),
+                         sections=sections)
 
 
 class CheckpointList(list[CheckpointInfo]):
@@ -69,17 +96,30 @@ class CheckpointList(list[CheckpointInfo]):
         columns = ["id", "name", "timestamp", "kind", "keys", "bytes", "checksum", "backed_up", "message"]
         return pd.DataFrame([{c: getattr(cp, c) for c in columns} for cp in self], columns=columns)
 
-    def _repr_html_(self) -> str:
-        titles = ("name", "id", "time (UTC)", "kind", "keys", "bytes", "backup")
-        head = "".join(f"<th>{c}</th>" for c in titles)
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                cp.name, cp.id, cp.timestamp, cp.kind, cp.keys, f"{cp.bytes:,}",
-                "yes" if cp.backed_up else "no",
-            )) + "</tr>"
+    def __repr__(self) -> str:
+        if not self:
+            return "CheckpointList([])"
+        width = max(len(cp.name) for cp in self)
+        lines = [f"<memories_geo.CheckpointList: {len(self)} checkpoint{'' if len(self) == 1 else 's'}>"]
+        lines += [
+            f"  {cp.name:<{width}}  {human_time(cp.timestamp)}  {cp.kind:<6} {cp.keys:>6} keys "
+            f"{human_size(cp.bytes):>10}{'  backed up' if cp.backed_up else ''}"
             for cp in self
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        columns = ("name", "time", "kind", "keys", "size", "backup", "message", "id")
+        rows = [
+            [span(cp.name, cls="mg-mono"), human_time(cp.timestamp), cp.kind, f"{cp.keys:,}",
+             human_size(cp.bytes), "yes" if cp.backed_up else "no", cp.message, span(cp.id, cls="mg-mono")]
+            for cp in self
+        ]
+        listing = table(columns, rows, numeric={3, 4})
+        return repr_html(
+            obj_type="memories_geo.CheckpointList", badges=[f"{len(self)} checkpoints"], text=repr(self),
+            sections=[section("Checkpoints", listing, count=len(self))],
         )
-        return f"<div><strong>{len(self)} checkpoint(s)</strong><table><tr>{head}</tr>{rows}</table></div>"
 
 
 @dataclass(frozen=True)
@@ -93,6 +133,45 @@ class CheckpointDiff:
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
 
+    def _changes(self) -> list[tuple[str, str, str | None, str | None]]:
+        """``(sign, key, before, after)`` for every change, sorted by key."""
+        out: list[tuple[str, str, str | None, str | None]] = []
+        out += [("+", k, None, v) for k, v in self.added.items()]
+        out += [("-", k, v, None) for k, v in self.removed.items()]
+        out += [("~", k, a, b) for k, (a, b) in self.changed.items()]
+        return sorted(out, key=lambda change: change[1])
+
+    def _counts(self) -> str:
+        return f"{len(self.added)} added, {len(self.removed)} removed, {len(self.changed)} changed"
+
     def __repr__(self) -> str:
-        return (f"CheckpointDiff(added={sorted(self.added)}, removed={sorted(self.removed)}, "
-                f"changed={sorted(self.changed)})")
+        if not self:
+            return "<memories_geo.CheckpointDiff: no changes>"
+        changes = self._changes()
+        width = max(len(key) for _, key, _, _ in changes)
+        lines = [f"<memories_geo.CheckpointDiff: {self._counts()}>"]
+        lines += [
+            f"  {sign} {key:<{width}}  {short_version_id(a) if a else '(absent)':<31} -> "
+            f"{short_version_id(b) if b else '(absent)'}"
+            for sign, key, a, b in changes
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        names = {"+": ("added", "mg-added"), "-": ("removed", "mg-removed"), "~": ("changed", "mg-changed")}
+
+        def side(version_id: str | None) -> Html:
+            if version_id is None:
+                return Html("<span class='mg-muted'>absent</span>")
+            return span(short_version_id(version_id), cls="mg-mono", title=version_id)
+
+        rows = [
+            [span(f"{sign} {names[sign][0]}", cls=names[sign][1]), span(key, cls="mg-mono"), side(a), side(b)]
+            for sign, key, a, b in self._changes()
+        ]
+        if rows:
+            body = section("Changes", table(("change", "key", "before", "after"), rows), count=len(rows))
+        else:
+            body = row("changes", "none: both sides hold the same version of every key")
+        return repr_html(obj_type="memories_geo.CheckpointDiff", badges=[self._counts()], text=repr(self),
+                         sections=[body])

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import posixpath
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from memories_geo.backends.base import Capability
 from memories_geo.catalog import CheckpointRow, utc_now
 from memories_geo.checkpoints.backup import BackupStore
 from memories_geo.checkpoints.info import CheckpointDiff, CheckpointInfo, CheckpointList
-from memories_geo.errors import CheckpointNotFoundError, ChecksumMismatchError, KeyNotFoundError
+from memories_geo.errors import CheckpointNotFoundError, ChecksumMismatchError, KeyNotFoundError, OptionError
 from memories_geo.events import emit
 from memories_geo.integrity import hash_bytes
 from memories_geo.keys import new_id
+from memories_geo.progress import progress_bar
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
@@ -25,11 +28,50 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_DIR", "CheckpointManager", "Validate"]
+__all__ = [
+    "CHECKPOINT_DIR", "RESERVED_NAMES", "CheckpointManager", "Validate", "check_name", "timestamped_name",
+]
 
 CHECKPOINT_DIR = "@checkpoints"
 MANIFEST_FORMAT = "memories_geo.checkpoint/1"
 Validate = bool | Literal["full"]
+#: References that are never names: the newest checkpoint, and the live state.
+RESERVED_NAMES = ("latest", "current")
+
+
+def timestamped_name(now: datetime | None = None) -> str:
+    """The name of an unnamed checkpoint: ``cp-`` and the UTC time, e.g. ``cp-20261130T073000Z``.
+
+    Examples
+    --------
+    >>> timestamped_name(datetime(2026, 11, 30, 7, 30, tzinfo=UTC))
+    'cp-20261130T073000Z'
+    """
+    return f"cp-{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can name a checkpoint.
+
+    Raises
+    ------
+    OptionError
+        For an empty name or a reserved one (``latest``, ``current``), naming them.
+
+    Examples
+    --------
+    >>> check_name("nightly")
+    'nightly'
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise OptionError(f"a checkpoint name must be a non-empty string, got {name!r}")
+    if name.strip().lower() in RESERVED_NAMES:
+        raise OptionError(
+            f"{name!r} cannot name a checkpoint: {' and '.join(map(repr, RESERVED_NAMES))} are reserved "
+            "references (the newest checkpoint, the live state); choose another name, or give none "
+            "for a timestamped one (cp-YYYYmmddTHHMMSSZ)"
+        )
+    return name
 
 
 def _checksum(pins: Mapping[str, str], entries: Mapping[str, Entry]) -> str:
@@ -79,7 +121,7 @@ class CheckpointManager:
 
     def save(
         self,
-        name: str,
+        name: str | None = None,
         *,
         include_metadata: bool = True,
         message: str = "",
@@ -93,8 +135,10 @@ class CheckpointManager:
 
         Parameters
         ----------
-        name : str
+        name : str, optional
             Label; several checkpoints may share one (the newest wins on restore).
+            Default: a timestamped name, ``cp-YYYYmmddTHHMMSSZ`` (UTC). ``latest`` and
+            ``current`` are reserved references, never names.
         include_metadata : bool
             Write the full catalog rows (footprints, checksum manifests) into the JSON
             manifest, which lets :class:`RecoveryManager` rebuild a lost catalog from it.
@@ -106,9 +150,13 @@ class CheckpointManager:
         Returns
         -------
         CheckpointInfo
+
+        Raises
+        ------
+        OptionError
+            For an empty or reserved name.
         """
-        if not name or not isinstance(name, str):
-            raise ValueError(f"a checkpoint needs a non-empty name, got {name!r}")
+        name = self._unused_name() if name is None else check_name(name)
         catalog = self.versions.catalog
         for _ in range(5):
             current = catalog.current_entries()
@@ -128,14 +176,28 @@ class CheckpointManager:
                 self.store.remove(self._manifest_path(row.id))
         else:  # pragma: no cover - five concurrent deletions in a row
             raise RuntimeError("the collection kept changing while checkpointing; try again")
+        copied = 0
         if self.backup is not None:
-            self._copy_to_backup(row, pins, document)
+            copied = self._copy_to_backup(row, pins, document)
             catalog.mark_backed_up(row.id)
             row = replace(row, backed_up=True)
         catalog.log_event("checkpoint", True, row.id)
         info = CheckpointInfo.from_row(row)
         emit("checkpoint.saved", id=info.id, name=info.name, keys=info.keys, bytes=info.bytes)
+        logger.info("checkpoint %s saved (%s, %s): %d key(s), %d bytes%s", info.name, info.id, kind,
+                    info.keys, info.bytes,
+                    f"; {copied} version(s) copied to the backup store" if row.backed_up else "")
         return info
+
+    def _unused_name(self) -> str:
+        name = timestamped_name()
+        taken = {cp.name for cp in self.list()}
+        suffix = 1
+        candidate = name
+        while candidate in taken:
+            suffix += 1
+            candidate = f"{name}-{suffix}"
+        return candidate
 
     def _document(
         self, row: CheckpointRow, pins: Mapping[str, str], include_metadata: bool
@@ -156,17 +218,17 @@ class CheckpointManager:
 
     def _copy_to_backup(
         self, row: CheckpointRow, pins: Mapping[str, str], document: Mapping[str, Any]
-    ) -> None:
-        from tqdm.auto import tqdm
-
+    ) -> int:
+        """Copy the versions not yet in the backup store (bytes on a progress bar); return how many."""
         assert self.backup is not None
         assert self._backups is not None
         entries = self.versions.catalog.entries_by_version_id(list(pins.values()))
         todo = [e for e in entries.values() if not self._backups.has(e)]
-        for entry in tqdm(todo, desc=f"backup {row.name}", unit="version", disable=len(todo) < 20):
-            self._backups.copy(entry)
+        with progress_bar(sum(e.size_bytes for e in todo), f"backup {row.name}") as bar:
+            for entry in todo:
+                self._backups.copy(entry, bar)
         self.backup.write_bytes(self._manifest_path(row.id), json.dumps(document, sort_keys=True).encode())
-        logger.info("checkpoint %s: %d version(s) copied to the backup store", row.name, len(todo))
+        return len(todo)
 
     def restore_from_backup(self, entry: Entry) -> None:
         """Copy one version back from the backup store to its tier, verified."""
@@ -249,12 +311,14 @@ class CheckpointManager:
         """
         cp = self.get(ref)
         problems = self.problems(self.pins(cp.id), quick=validate != "full")
+        logger.info("checkpoint %s verified (%s): %s", cp.name, cp.id,
+                    f"{len(problems)} problem(s)" if problems else "intact")
         if problems:
             raise ChecksumMismatchError(f"checkpoint {cp.name!r} ({cp.id}) failed verification: "
                                         + "; ".join(problems[:10]), problems)
         return cp
 
-    def problems(self, pins: Mapping[str, str], *, quick: bool, repair: bool = False) -> list[str]:
+    def problems(self, pins: Mapping[str, str], *, quick: bool, repair: bool = False) -> builtins.list[str]:
         """Problems of the versions ``pins`` names (empty when all verify).
 
         With ``repair=True`` and a backup store, a failing version is first copied back
@@ -324,6 +388,7 @@ class CheckpointManager:
             self.versions.publish(entry)
         self.versions.catalog.log_event("restore", True, cp.id)
         emit("checkpoint.restored", id=cp.id, name=cp.name, keys=cp.keys)
+        logger.info("checkpoint %s restored (%s): %d key(s)", cp.name, cp.id, cp.keys)
         return cp
 
     # -- deletion and rotation -----------------------------------------------------------
@@ -334,9 +399,11 @@ class CheckpointManager:
         purge = self.versions.catalog.delete_checkpoint(cp.id)
         self.store.remove(self._manifest_path(cp.id))
         self.versions.purge(purge)
+        logger.info("checkpoint %s deleted (%s): %d version(s) only it kept were purged", cp.name, cp.id,
+                    len(purge))
         return cp
 
-    def rotate(self, *, kind: str = "auto", keep: int = 3) -> list[CheckpointInfo]:
+    def rotate(self, *, kind: str = "auto", keep: int = 3) -> builtins.list[CheckpointInfo]:
         """Keep the newest ``keep`` checkpoints of ``kind``; delete the rest (returned)."""
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")

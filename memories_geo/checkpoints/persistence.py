@@ -105,7 +105,7 @@ class MemoryPersistence:
         """Checkpoints that also copy their data to the backup store."""
         return CheckpointManager(self.versions, backup=self.backup)
 
-    def save_checkpoint(self, name: str, **kwargs: Any) -> CheckpointInfo:
+    def save_checkpoint(self, name: str | None = None, **kwargs: Any) -> CheckpointInfo:
         """Shortcut for ``checkpoints.save``."""
         return self.checkpoints.save(name, **kwargs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import time
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
 
 __all__ = ["RecoveryManager"]
+
+logger = logging.getLogger(__name__)
 
 
 class RecoveryManager:
@@ -166,6 +169,8 @@ class RecoveryManager:
         for manifest in sorted(by_ref, key=lambda m: (m["created_at"], m["id"]), reverse=True)[:1]:
             if manifest["id"] not in known:
                 self._register(manifest)
+                logger.info("checkpoint %s (%s) registered again from its manifest", manifest["name"],
+                            manifest["id"])
             ref = manifest["id"]
         return self.checkpoints.restore(ref, validate=validate)
 
@@ -194,6 +199,8 @@ class RecoveryManager:
                 problems += [f"{cp.name} ({cp.id}): {p}" for p in exc.problems]
                 continue
             self.versions.catalog.log_event("recover", True, cp.id)
+            logger.info("recovered from checkpoint %s (%s); %d newer checkpoint(s) failed validation",
+                        info.name, info.id, candidates.index(cp))
             return info
         raise ChecksumMismatchError(
             f"no checkpoint among the newest {min(len(candidates), self.max_attempts)} verifies", problems
@@ -254,6 +261,8 @@ class RecoveryManager:
         for entry in memory.catalog.current_entries():
             memory.publish(entry)
         memory.catalog.log_event("rebuild", True, f"{len(rows)} versions, {len(current)} keys")
+        logger.info("catalog rebuilt: %d version(s), %d key(s), %d unverifiable, old catalog %s",
+                    len(rows), len(current), len(unverifiable), f"moved to {moved}" if moved else "absent")
         return {
             "versions": len(rows), "keys": len(current), "checkpoints": len(memory.catalog.checkpoints()),
             "unverifiable": unverifiable, "moved_aside": str(moved) if moved else None,

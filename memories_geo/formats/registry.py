@@ -165,7 +165,8 @@ def get_format(name: str) -> Format:
             cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise FormatError(f"format {name!r} ({spec.target}) failed to load: {exc}") from exc
-    return cls()  # type: ignore[no-any-return,operator]
+    fmt: Format = cls()
+    return fmt
 
 
 def _loadable() -> list[Format]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memories_geo.backends.base import Backend, Capability, FileStore, Location, TableStore
-from memories_geo.errors import InvalidKeyError
+from memories_geo.errors import InvalidKeyError, TierUnavailableError
 
 if TYPE_CHECKING:
     from memories_geo.entry import Entry
@@ -140,7 +140,9 @@ class BackendTests:
 
     def test_files_backend_holds_a_real_version(self, backend: Backend, tmp_path: Any) -> None:
         if Capability.FILES not in backend.capabilities:
-            pytest.skip("not a file backend")
+            with pytest.raises(TierUnavailableError, match="files"):
+                _ = Location(backend, "layer/@v/1.parquet").fs
+            return
         import geopandas as gpd
         import shapely
 

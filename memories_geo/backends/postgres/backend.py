@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from memories_geo.backends.postgres.pool import POOL_OPTIONS, LazyPool
 from memories_geo.backends.postgres.tables import TablesOfRecord, VersionTable
 from memories_geo.errors import ConfigError
 from memories_geo.keys import check_path
+from memories_geo.progress import timed
 
 if TYPE_CHECKING:
     import psycopg
@@ -24,6 +26,8 @@ __all__ = ["MAX_LOAD_PARTITIONS", "PostgresBackend"]
 MAX_LOAD_PARTITIONS = 8
 
 _OPTION_KEYS = POOL_OPTIONS | {"schema", "password", "load_partitions"}
+
+logger = logging.getLogger(__name__)
 
 
 class PostgresBackend:
@@ -38,7 +42,8 @@ class PostgresBackend:
     storage_options : mapping, optional
         ``schema`` (default ``"public"``): where tables and views are created;
         ``password``; ``min_size`` / ``max_size`` of the connection pool (default 1 / 4);
-        ``timeout`` (seconds to wait for a connection, default 30);
+        ``timeout`` (seconds to wait for a free pooled connection, default 30);
+        ``connect_timeout`` (seconds to wait for the server to answer, default 5);
         ``application_name``; ``load_partitions`` (default 2, at most 8): how many
         partitions a large new version table may be split into so their indexes build
         in parallel, 1 for one plain table. Never shown.
@@ -79,6 +84,7 @@ class PostgresBackend:
         self._connections = LazyPool(url, options.pop("password", None), options)
         self._records = TablesOfRecord(self.schema)
         self._ready = False
+        self._label = f"{redact_url(url)}#{self.schema}"
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -104,18 +110,27 @@ class PostgresBackend:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection inside a transaction (committed on success, else rolled back)."""
+        """A pooled connection inside a transaction (committed on success, else rolled back).
+
+        Raises
+        ------
+        TierUnavailableError
+            When the server cannot be reached (the message names it and the fix).
+        """
         self.ensure_ready()
-        with self.pool.connection() as con:
+        with self._connections.connection() as con:
             yield con
 
     def ensure_ready(self) -> None:
         """Create the schema and the tables of record if they are missing."""
         if self._ready:
             return
-        with self.pool.connection() as con:
+        with self._connections.connection() as con:
             self._records.create(con)
         self._ready = True
+
+    def _timed(self, operation: str, path: str) -> timed:
+        return timed(logger, "%s: %s %r", self._label, operation, path)
 
     def identifier(self, name: str) -> sql.Identifier:
         """``schema.name`` as a quoted SQL identifier."""
@@ -154,7 +169,7 @@ class PostgresBackend:
 
     def lookup(self, path: str) -> VersionTable | None:
         """The table registered at ``path`` and its info, or ``None``."""
-        with self.connection() as con:
+        with self._timed("lookup", path), self.connection() as con:
             return self._records.lookup(con, path)
 
     def table_for(self, path: str) -> str | None:
@@ -169,7 +184,7 @@ class PostgresBackend:
 
     def version_paths(self) -> list[str]:
         """Logical paths (``{key}/@v/{version_id}``) of every version table held here."""
-        with self.connection() as con:
+        with self._timed("version_paths", ""), self.connection() as con:
             return self._records.version_paths(con)
 
     # -- the Backend protocol -------------------------------------------------------
@@ -181,7 +196,7 @@ class PostgresBackend:
     def exists(self, path: str) -> bool:
         """Whether a version table or a small object is stored at ``path`` (or under it)."""
         check_path(path)
-        with self.connection() as con:
+        with self._timed("exists", path), self.connection() as con:
             return self._records.exists(con, path)
 
     def remove(self, path: str) -> None:
@@ -191,21 +206,21 @@ class PostgresBackend:
         dropped: PostgreSQL's error is raised and nothing is removed.
         """
         check_path(path)
-        with self.connection() as con:
+        with self._timed("remove", path), self.connection() as con:
             self._records.remove(con, path)
 
     def listdir(self, path: str) -> list[str]:
         """Names directly under ``path`` in the tree of stored logical paths."""
         check_path(path)
         prefix = path.strip("/") + "/" if path.strip("/") else ""
-        with self.connection() as con:
+        with self._timed("listdir", path), self.connection() as con:
             paths = self._records.paths(con, prefix)
         return sorted({p[len(prefix):].split("/", 1)[0] for p in paths})
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Store a small object at ``path``, replacing any."""
         check_path(path)
-        with self.connection() as con:
+        with self._timed(f"write_bytes ({len(data)} bytes)", path), self.connection() as con:
             self._records.write_object(con, path, bytes(data))
 
     def read_bytes(self, path: str) -> bytes:
@@ -217,7 +232,7 @@ class PostgresBackend:
             When no small object is stored there.
         """
         check_path(path)
-        with self.connection() as con:
+        with self._timed("read_bytes", path), self.connection() as con:
             data = self._records.read_object(con, path)
         if data is None:
             raise FileNotFoundError(f"nothing is stored at {self.url_for(path)}")

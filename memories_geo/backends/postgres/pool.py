@@ -6,8 +6,11 @@ the pool itself is opened by the first database operation.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -15,12 +18,18 @@ from memories_geo.backends.base import redact_url
 from memories_geo.errors import TierUnavailableError
 
 if TYPE_CHECKING:
+    import psycopg
     from psycopg_pool import ConnectionPool
 
-__all__ = ["POOL_OPTIONS", "LazyPool", "conninfo", "redact"]
+__all__ = ["CONNECT_TIMEOUT", "POOL_OPTIONS", "LazyPool", "conninfo", "redact"]
+
+logger = logging.getLogger(__name__)
 
 #: ``storage_options`` keys that configure the pool.
-POOL_OPTIONS = frozenset({"min_size", "max_size", "timeout", "application_name"})
+POOL_OPTIONS = frozenset({"min_size", "max_size", "timeout", "connect_timeout", "application_name"})
+#: Seconds libpq waits for a server to answer, unless ``connect_timeout`` is set (option or URL).
+CONNECT_TIMEOUT = 5
+_FIX = "check the host and port in the tier URL and that the PostgreSQL server is running"
 
 
 def conninfo(url: str, password: Any = None) -> str:
@@ -57,10 +66,16 @@ class LazyPool:
         A password given apart from the URL.
     options : mapping
         ``min_size`` / ``max_size`` (default 1 / 4), ``timeout`` (seconds to wait for
-        a connection, default 30) and ``application_name`` (default ``"memories_geo"``).
+        a free connection of the pool, default 30), ``connect_timeout`` (seconds libpq
+        waits for the server to answer, default 5) and ``application_name`` (default
+        ``"memories_geo"``).
 
     Notes
     -----
+    Opening the pool first makes one direct connection: a server nobody listens on
+    fails at once with :class:`TierUnavailableError` naming the endpoint, instead of
+    the pool retrying until its timeout.
+
     A pickled pool (a backend sent to a dask worker) arrives closed and opens again
     where it is used.
     """
@@ -96,15 +111,37 @@ class LazyPool:
                     self._pool = self._open()
         return self._pool
 
+    def _connect_kwargs(self) -> dict[str, Any]:
+        options = self._options
+        kwargs: dict[str, Any] = {"application_name": options.get("application_name", "memories_geo")}
+        if "connect_timeout" in options:
+            kwargs["connect_timeout"] = int(options["connect_timeout"])
+        elif "connect_timeout" not in dict(parse_qsl(urlsplit(self.url).query)):
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT
+        return kwargs
+
+    def unavailable(self, exc: BaseException) -> TierUnavailableError:
+        """The typed error for a server that cannot be reached (no password in it)."""
+        reason = " ".join(self.redact(str(exc)).split()) or type(exc).__name__
+        return TierUnavailableError(
+            f"PostgreSQL tier {redact_url(self.url)!r} is unreachable: cannot connect ({reason}); {_FIX}"
+        )
+
     def _open(self) -> ConnectionPool:
         import psycopg
         from psycopg_pool import ConnectionPool, PoolTimeout
 
         options = self._options
         timeout = float(options.get("timeout", 30))
+        kwargs = self._connect_kwargs()
+        start = time.perf_counter()
+        try:
+            psycopg.connect(self.conninfo, **kwargs).close()
+        except psycopg.Error as exc:
+            raise self.unavailable(exc) from None
         pool = ConnectionPool(
             self.conninfo,
-            kwargs={"application_name": options.get("application_name", "memories_geo")},
+            kwargs=kwargs,
             min_size=int(options.get("min_size", 1)),
             max_size=int(options.get("max_size", 4)),
             timeout=timeout,
@@ -115,10 +152,37 @@ class LazyPool:
             pool.open(wait=True, timeout=timeout)
         except (PoolTimeout, psycopg.Error) as exc:
             pool.close()
-            raise TierUnavailableError(
-                f"cannot connect to {redact_url(self.url)!r}: {redact(str(exc), self._password)}"
-            ) from None
+            raise self.unavailable(exc) from None
+        logger.debug("%s: connection pool opened (%.1f ms)", redact_url(self.url),
+                     (time.perf_counter() - start) * 1000)
         return pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection from the pool, inside a transaction (committed on success).
+
+        Raises
+        ------
+        TierUnavailableError
+            When no connection can be had: the server is down, or every pooled
+            connection stayed busy for ``timeout`` seconds.
+        """
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        with contextlib.ExitStack() as stack:
+            pool = self.get()
+            try:
+                con = stack.enter_context(pool.connection())
+            except PoolTimeout:
+                raise TierUnavailableError(
+                    f"PostgreSQL tier {redact_url(self.url)!r}: no connection within {pool.timeout:g} s "
+                    f"(all {pool.max_size} pooled connections busy, or the server stopped answering); "
+                    "raise max_size or timeout in storage_options, or " + _FIX
+                ) from None
+            except psycopg.OperationalError as exc:
+                raise self.unavailable(exc) from None
+            yield con
 
     def redact(self, text: str) -> str:
         """``text`` without this pool's password."""

@@ -171,8 +171,8 @@ def generated_coords(transform: Affine, width: int, height: int) -> tuple[np.nda
     import numpy as np
 
     centre = transform @ transform.translation(0.5, 0.5)
-    x, _ = centre @ (np.arange(width), np.zeros(width))
-    _, y = centre @ (np.zeros(height), np.arange(height))
+    x, _ = centre @ (np.arange(width), np.zeros(width))  # type: ignore[operator]
+    _, y = centre @ (np.zeros(height), np.arange(height))  # type: ignore[operator]
     return np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
 
 

@@ -271,9 +271,9 @@ def _other_dims(da: xr.DataArray, x_dim: Any, y_dim: Any) -> tuple[str | None, s
     if not others:
         return None, None
     if len(others) == 1:
-        dim = others[0]
+        dim = str(others[0])
         return (dim, None) if _is_time_like(da, dim) else (None, dim)
-    first, second = others
+    first, second = str(others[0]), str(others[1])
     if _is_time_like(da, second) and not _is_time_like(da, first):
         return second, first
     return first, second

@@ -85,7 +85,7 @@ def open_cog(location: Location, info: Mapping[str, Any], request: OpenRequest) 
     steps = _time_steps(info, request.time)
     if steps is not None:
         paths = [paths[i] for i in steps]
-        indexers[stack_dim] = steps
+        indexers[str(stack_dim)] = steps
     grid = _read_grid(paths[0], fs, overview_level)
     coords = decode_coords(info, grid.transform, grid.shape, overview_level is not None)
     rows, cols = (0, grid.shape[0]), (0, grid.shape[1])
@@ -229,7 +229,9 @@ def _bounds_in(bounds: tuple[float, ...], crs: Any, target: str) -> str:
         wanted = pyproj.CRS.from_user_input(target)
         if source.equals(wanted, ignore_axis_order=True):
             return ""
-        out = pyproj.Transformer.from_crs(source, wanted, always_xy=True).transform_bounds(*bounds)
+        minx, miny, maxx, maxy = (float(v) for v in bounds)
+        transformer = pyproj.Transformer.from_crs(source, wanted, always_xy=True)
+        out = transformer.transform_bounds(minx, miny, maxx, maxy)
     except pyproj.exceptions.ProjError:
         return ""
     return f", {tuple(round(float(v), 6) for v in out)} in {target}"

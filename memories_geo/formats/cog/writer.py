@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from memories_geo.errors import FormatError
 from memories_geo.formats.cog.plan import Plan, Step
 from memories_geo.formats.cog.profile import GDAL_CACHE_MB
+from memories_geo.progress import compute as compute_with_progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +47,8 @@ def run_plan(plan: Plan, location: Location, *, compute: bool = True) -> Any:
         return None
     pending = job.delayed(plan.temp_dir)
     if compute:
-        pending.compute()
+        nbytes = sum(int(getattr(step.data, "nbytes", 0)) for step in plan.steps)
+        compute_with_progress(pending, nbytes=nbytes, desc=f"save {location.path.rsplit('/@v/', 1)[0]}")
         return None
     return pending
 
@@ -85,7 +87,7 @@ class _Job:
         import dask.array as dsa
 
         staging = tempfile.mkdtemp(prefix="memories_geo-cog-", dir=temp_dir)
-        targets = []
+        targets: list[Any] = []
         try:
             for i, step in enumerate(self.steps):
                 path = os.path.join(staging, f"stream{i}.tif")

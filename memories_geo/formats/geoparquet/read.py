@@ -311,7 +311,7 @@ def _restore_seconds(gdf: gpd.GeoDataFrame, metadata: Mapping[bytes, bytes]) -> 
             level.as_unit("s") if level.name in seconds and isinstance(level, pd.DatetimeIndex) else level
             for level in gdf.index.levels
         ]
-        gdf.index = gdf.index.set_levels(levels)
+        gdf.index = gdf.index.set_levels(levels)  # type: ignore[arg-type]
     elif gdf.index.name in seconds and isinstance(gdf.index, pd.DatetimeIndex):
         gdf.index = gdf.index.as_unit("s")
     return gdf

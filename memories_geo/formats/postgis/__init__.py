@@ -72,7 +72,7 @@ def _backend(location_or_backend: Any) -> PostgresBackend:
             f"{getattr(backend, 'dialect', 'other')} tables. Save on a postgresql:// tier or choose "
             "another format."
         )
-    return backend  # type: ignore[no-any-return]
+    return backend
 
 
 class PostGISFormat:

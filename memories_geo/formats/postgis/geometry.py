@@ -33,7 +33,7 @@ def summarize(values: np.ndarray) -> dict[str, Any]:
     n_present, n_nonempty = int(present.sum()), int(nonempty.sum())
     n_z = int((shapely.has_z(values) & nonempty).sum())
     return {
-        "types": sorted(_WKB_TYPES[i - 1] for i in np.flatnonzero(counts) if i > 0),
+        "types": sorted(_WKB_TYPES[int(i) - 1] for i in np.flatnonzero(counts) if i > 0),
         "z": "all" if n_nonempty and n_z == n_nonempty == n_present else ("none" if not n_z else "mixed"),
     }
 

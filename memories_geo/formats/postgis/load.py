@@ -143,9 +143,9 @@ def _finish(
     def run(statement: sql.Composable) -> None:
         with backend.connection() as con:
             con.execute("SET LOCAL maintenance_work_mem = '256MB'")
-            con.execute(statement)
+            con.execute(statement)  # type: ignore[call-overload]
 
-    statements = _gist_indexes(backend, table, info)
+    statements: list[sql.Composable] = list(_gist_indexes(backend, table, info))
     statements.append(
         sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(pkey, target, sql.Identifier(info["row_id"]))
     )
@@ -155,6 +155,7 @@ def _finish(
         for future in [pool.submit(run, s) for s in statements]:
             future.result()
         name, file_digest = digest.result() if digest is not None else (table, sent)
+    assert file_digest is not None
     with backend.connection() as con:
         con.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
             target, pkey, pkey
@@ -219,7 +220,7 @@ def _server_footprint(
     active = active_entry(info)
     fresh = vector_footprint(frame)
     time_column = time_entry(info)
-    parts = [sql.SQL("ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)")]
+    parts: list[sql.Composable] = [sql.SQL("ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)")]
     if time_column is not None:
         column = sql.Identifier(time_column["column"])
         parts.append(sql.SQL("(SELECT min({c}) FROM {t}), (SELECT max({c}) FROM {t})").format(
@@ -228,7 +229,7 @@ def _server_footprint(
         sql.SQL(", ").join(parts), sql.Identifier(active["column"]), backend.identifier(table)
     )
     with backend.connection() as con:
-        row = con.execute(query).fetchone() or ()
+        row: tuple[Any, ...] = tuple(con.execute(query).fetchone() or ())
     native = tuple(float(v) for v in row[:4]) if row and row[0] is not None else None
     start, end = (row[4], row[5]) if time_column is not None else (None, None)
     return Footprint(

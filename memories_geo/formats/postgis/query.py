@@ -102,7 +102,7 @@ def select_statement(
     if where is not None:
         conditions.append(where_condition(info, where))
     query = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(sql.Identifier(name) for name, _ in column_types(entries)),
+        sql.SQL(", ").join([sql.Identifier(name) for name, _ in column_types(entries)]),
         backend.identifier(table),
     )
     if conditions:
@@ -181,7 +181,7 @@ def where_condition(info: Mapping[str, Any], where: Any) -> sql.Composable:
             f"raw SQL strings are refused, got {type(where).__name__}"
         )
     columns = {e["name"]: e for e in info["columns"]}
-    parts = []
+    parts: list[sql.Composable] = []
     for name, value in where.items():
         entry = columns.get(str(name))
         if entry is None:

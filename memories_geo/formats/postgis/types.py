@@ -8,7 +8,7 @@ companion column holding the rest (0-999 ns), joined back on reading.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -153,7 +153,7 @@ def join_nanoseconds(raw: pa.Table, entries: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def column_types(entries: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+def column_types(entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """Stored columns of column ``entries`` (nanosecond companions after their timestamps) and types."""
     result = []
     for entry in entries:

@@ -237,7 +237,7 @@ def align_to_region(ds: xr.Dataset, group: Any, slices: Mapping[str, slice]) -> 
         wanted: dict[Any, tuple[int, ...]] = {}
         for dim, have in zip(var.dims, var.chunks, strict=True):
             step = grid[dims.index(dim)]
-            offset = slices[dim].start if dim in slices else 0
+            offset = slices[str(dim)].start if str(dim) in slices else 0
             size = sum(have)
             first = min(size, (step - offset % step) % step or step)
             sizes = [first] + [step] * ((size - first) // step)

@@ -199,7 +199,9 @@ def _bbox_miss(request: OpenRequest, what: str, bounds: tuple[float, ...], crs: 
     asked = pyproj.CRS.from_user_input(request.bbox_crs)
     if not asked.equals(crs, ignore_axis_order=True):
         try:
-            out = pyproj.Transformer.from_crs(crs, asked, always_xy=True).transform_bounds(*bounds)
+            minx, miny, maxx, maxy = (float(v) for v in bounds)
+            transformer = pyproj.Transformer.from_crs(crs, asked, always_xy=True)
+            out = transformer.transform_bounds(minx, miny, maxx, maxy)
             message += f", {tuple(round(float(v), 6) for v in out)} in {request.bbox_crs}"
         except pyproj.exceptions.ProjError:
             pass

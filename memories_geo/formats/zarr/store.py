@@ -6,6 +6,9 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from memories_geo.progress import compute as compute_with_progress
+from memories_geo.progress import progress_enabled
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -57,7 +60,9 @@ def write_zarr(
         ``"r+"`` for a region write (``region=`` in ``kwargs``). Metadata is
         consolidated except in region writes, which keep the stored shapes.
     compute : bool
-        ``False`` returns the chunk writes as a ``dask.delayed`` object.
+        ``False`` returns the chunk writes as a ``dask.delayed`` object. ``True``
+        with dask-backed data writes the chunks under a progress bar (when progress
+        bars are on, see :func:`memories_geo.set_options`).
     encoding : mapping, optional
         Per-variable (per-node for a tree) encoding.
     extra : mapping, optional
@@ -73,13 +78,19 @@ def write_zarr(
     arguments: dict[str, Any] = {**(extra or {}), **kwargs}
     if encoding is not None:
         arguments["encoding"] = encoding
+    nbytes = _dask_nbytes(obj) if compute else 0
+    shown = bool(nbytes) and progress_enabled()
+    arguments.update(mode=mode, zarr_format=3, consolidated=mode != "r+", compute=compute and not shown)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
-        return obj.to_zarr(
-            zarr_store(location),
-            mode=mode,
-            zarr_format=3,
-            consolidated=mode != "r+",
-            compute=compute,
-            **arguments,
-        )
+        written = obj.to_zarr(zarr_store(location), **arguments)
+        if shown:
+            compute_with_progress(written, nbytes=nbytes, desc=f"save {location.path.rsplit('/@v/', 1)[0]}")
+            return None
+        return written
+
+
+def _dask_nbytes(obj: xr.Dataset | xr.DataTree) -> int:
+    """Bytes of the dask-backed variables of ``obj`` (0 when nothing is dask-backed)."""
+    datasets = [node.dataset for node in obj.subtree] if hasattr(obj, "subtree") else [obj]
+    return sum(int(v.nbytes) for ds in datasets for v in ds.variables.values() if v.chunks is not None)

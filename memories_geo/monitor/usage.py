@@ -1,0 +1,157 @@
+"""Storage used per tier, from catalog entries: current versions and the older ones kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from memories_geo.display import (
+    Html,
+    footprint_svg,
+    human_size,
+    repr_html,
+    row,
+    section,
+    span,
+    table,
+    tier_color,
+)
+from memories_geo.entry import Entry
+
+__all__ = ["TierUsage", "tier_usage", "usage_html"]
+
+
+@dataclass(frozen=True)
+class TierUsage:
+    """What one tier holds.
+
+    Attributes
+    ----------
+    tier : str
+        Tier name.
+    keys : int
+        Keys whose current version is on this tier.
+    versions : int
+        Versions stored on this tier, current or not (retired versions pinned by a
+        checkpoint included).
+    current_bytes : int
+        Size of the current versions.
+    retained_bytes : int
+        Size of the other versions kept on this tier (history, checkpoints).
+    """
+
+    tier: str
+    keys: int = 0
+    versions: int = 0
+    current_bytes: int = 0
+    retained_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything stored on the tier."""
+        return self.current_bytes + self.retained_bytes
+
+
+def tier_usage(current: Iterable[Entry], stored: Iterable[Entry], tiers: Sequence[str]) -> list[TierUsage]:
+    """Usage of every tier in ``tiers`` (then of any other tier the entries name).
+
+    Parameters
+    ----------
+    current : iterable of Entry
+        The current version of every key (``catalog.current_entries()``).
+    stored : iterable of Entry
+        Every stored version (``catalog.all_versions(include_retired=True)``); the
+        current ones may be included or not.
+    tiers : sequence of str
+        Tier names, in display order.
+
+    Examples
+    --------
+    >>> usage = tier_usage(mem.catalog.current_entries(), mem.catalog.all_versions(), mem.tiers.names)
+    ... # doctest: +SKIP
+    >>> [(u.tier, u.keys) for u in usage]  # doctest: +SKIP
+    [('hot', 2), ('warm', 1), ('cold', 0), ('glacier', 0)]
+    """
+    counts: dict[str, list[int]] = {name: [0, 0, 0, 0] for name in tiers}
+    seen: set[str] = set()
+    for entry in current:
+        slot = counts.setdefault(entry.tier, [0, 0, 0, 0])
+        slot[0] += 1
+        slot[1] += 1
+        slot[2] += entry.size_bytes
+        seen.add(entry.version_id)
+    for entry in stored:
+        if entry.version_id in seen:
+            continue
+        seen.add(entry.version_id)
+        slot = counts.setdefault(entry.tier, [0, 0, 0, 0])
+        slot[1] += 1
+        slot[3] += entry.size_bytes
+    return [TierUsage(name, *slot) for name, slot in counts.items()]
+
+
+def usage_html(
+    usage: Sequence[TierUsage],
+    *,
+    urls: Mapping[str, str],
+    location: str,
+    default_tier: str,
+    boxes: Sequence[tuple[Sequence[float], str, str]],
+    text: str,
+) -> Html:
+    """The HTML repr of a collection: a per-tier usage table and a footprint picture.
+
+    Parameters
+    ----------
+    usage : list of TierUsage
+        From :func:`tier_usage`.
+    urls : mapping of str to str
+        Display URL of each tier (credentials already removed).
+    location : str
+        Where the catalog is.
+    default_tier : str
+        Tier used when a save names none.
+    boxes : list of (bbox, tier, label)
+        Footprints of the current entries.
+    text : str
+        The plain-text repr (fallback).
+
+    Examples
+    --------
+    >>> page = usage_html([TierUsage("hot", 1, 2, 10, 5)], urls={"hot": "file:///data/hot"},
+    ...                   location="catalog.sqlite", default_tier="hot", boxes=[], text="Memory")
+    >>> "15 B" in page
+    True
+    """
+    names = [u.tier for u in usage]
+    default = Html(" <span class='mg-muted'>(default)</span>")
+    rows = [
+        [
+            Html(f"<span class='mg-swatch' style='background:{tier_color(u.tier, names)}'></span>"
+                 + span(u.tier) + (default if u.tier == default_tier else "")),
+            span(urls.get(u.tier, "?"), cls="mg-mono mg-wrapping"),
+            u.keys, u.versions, span(human_size(u.total_bytes), title=f"{u.total_bytes:,} bytes"),
+            human_size(u.retained_bytes),
+        ]
+        for u in usage
+    ]
+    keys, versions = sum(u.keys for u in usage), sum(u.versions for u in usage)
+    total, retained = sum(u.total_bytes for u in usage), sum(u.retained_bytes for u in usage)
+    tiers = table(
+        ("tier", "url", "keys", "versions", "size", "older versions"), rows, numeric={2, 3, 4, 5},
+        footer=("all", "", keys, versions, human_size(total), human_size(retained)),
+    )
+    picture = footprint_svg(
+        [(bbox, tier_color(tier, names), label) for bbox, tier, label in boxes], width=360,
+        caption=f"current versions with a footprint ({len(boxes)}), coloured by tier",
+        title="footprints of the current versions",
+    )
+    sections = [
+        row("catalog", span(location, cls="mg-mono"), title=location),
+        section("Tiers", tiers, count=len(usage), preview=", ".join(names)),
+        section("Footprints", picture, count=len(boxes), expanded=bool(boxes)),
+    ]
+    return repr_html(
+        obj_type="memories_geo.Memory", text=text, sections=sections,
+        badges=[f"{keys} keys", f"{versions} versions", human_size(total)],
+    )
