@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMON_OPEN_OPTIONS",
     "OpenRequest",
+    "check_bbox",
     "check_options",
     "iso_utc",
     "normalize_bbox",
@@ -96,7 +97,14 @@ def normalize_time(time: Any) -> tuple[str | None, str | None] | None:
     return lo, hi
 
 
-def _check_bbox(bbox: Sequence[float]) -> BBox:
+def check_bbox(bbox: Sequence[float]) -> BBox:
+    """``(minx, miny, maxx, maxy)`` as floats, or ``ValueError`` saying what is wrong.
+
+    Examples
+    --------
+    >>> check_bbox([0, 1, 2, 3])
+    (0.0, 1.0, 2.0, 3.0)
+    """
     try:
         values = tuple(float(v) for v in bbox)
     except (TypeError, ValueError):
@@ -118,7 +126,7 @@ def normalize_bbox(bbox: Sequence[float] | None, bbox_crs: Any = None) -> BBox |
     """
     if bbox is None:
         return None
-    values = _check_bbox(bbox)
+    values = check_bbox(bbox)
     if bbox_crs is None:
         return values
     out = bbox_to_wgs84(values, bbox_crs)
@@ -224,7 +232,7 @@ def open_request(
 
     if bbox_crs is not None and bbox is None:
         raise ValueError("bbox_crs= needs bbox=")
-    box = _check_bbox(bbox) if bbox is not None else None
+    box = check_bbox(bbox) if bbox is not None else None
     crs_text = _WGS84
     if bbox_crs is not None:
         import pyproj

@@ -46,13 +46,6 @@ def parse_interval(interval: str | float | timedelta) -> float:
     return seconds
 
 
-def as_version_store(storage: Any) -> VersionStore:
-    """The versions of ``storage``: a ``Memory``, a :class:`MemoryPersistence`, a config, a path or None."""
-    if isinstance(storage, MemoryPersistence):
-        return storage.versions
-    return open_version_store(storage)
-
-
 def as_backup_backend(storage: Any, storage_options: dict[str, Any] | None = None) -> Backend | None:
     """A backup store from a directory, a URL or a backend (``None`` stays ``None``).
 
@@ -97,8 +90,13 @@ class MemoryPersistence:
         *,
         backup_storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self.versions = as_version_store(primary_storage)
+        self.versions = open_version_store(primary_storage)
         self.backup = as_backup_backend(backup_storage, backup_storage_options)
+
+    @property
+    def version_store(self) -> VersionStore:
+        """The collection's versions (so a persistence wrapper names a collection too)."""
+        return self.versions
 
     @property
     def checkpoints(self) -> CheckpointManager:
@@ -242,7 +240,7 @@ class PersistenceMonitor:
     """
 
     def __init__(self, storage: Any = None) -> None:
-        self.versions = as_version_store(storage)
+        self.versions = open_version_store(storage)
 
     def get_metrics(self) -> dict[str, Any]:
         """Current figures.

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memories_geo.display.units import human_size, parse_time
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -72,32 +74,6 @@ def console(*, stderr: bool = False) -> Console:
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
-def human_size(n: int | float | None) -> str:
-    """Bytes as a short human size with binary units.
-
-    Examples
-    --------
-    >>> human_size(0), human_size(1536), human_size(3 * 1024**3)
-    ('0 B', '1.5 KiB', '3.0 GiB')
-    """
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
-            break
-        value /= 1024
-    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-
-
-def _parse_utc(stamp: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _ago(seconds: float) -> str:
     for size, unit in (
         (86400 * 365, "year"),
@@ -125,7 +101,7 @@ def human_date(stamp: str | None, *, relative: bool = False, now: datetime | Non
     """
     if not stamp:
         return "-"
-    moment = _parse_utc(stamp)
+    moment = parse_time(stamp)
     if moment is None:
         return stamp
     if not relative:

@@ -13,6 +13,7 @@ __all__ = [
     "human_size",
     "human_time",
     "human_time_range",
+    "parse_time",
     "round_bbox",
     "short_checksum",
     "short_version_id",
@@ -55,7 +56,8 @@ def human_size(n: int | None) -> str:
     return f"{n} B" if factor == 1 else f"{n / factor:.1f} {unit}"
 
 
-def _parse(value: str | datetime) -> datetime | None:
+def parse_time(value: str | datetime) -> datetime | None:
+    """An ISO 8601 string or datetime as an aware UTC datetime (naive means UTC); ``None`` if unparsable."""
     if isinstance(value, datetime):
         moment = value
     else:
@@ -85,7 +87,7 @@ def human_time(value: str | datetime | None, *, date_only: bool = False) -> str:
     """
     if value is None or value == "":
         return "—"
-    moment = _parse(value)
+    moment = parse_time(value)
     if moment is None:
         return str(value)
     return f"{moment:%Y-%m-%d}" if date_only else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
@@ -103,7 +105,7 @@ def human_time_range(start: str | None, end: str | None, *, sep: str = " → ") 
     """
     if start is None and end is None:
         return "—"
-    moments = [_parse(v) if v is not None else None for v in (start, end)]
+    moments = [parse_time(v) if v is not None else None for v in (start, end)]
     date_only = all(m is not None and m.time() == datetime.min.time() for m in moments)
     if start == end:
         return human_time(start, date_only=date_only)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_frame",
-    "check_bbox",
-    "check_query",
     "check_series_request",
     "no_time_column",
     "series_name",
@@ -101,30 +98,6 @@ def with_crs(gdf: gpd.GeoDataFrame, crs: Any, *, kind: str) -> gpd.GeoDataFrame:
             f"reproject first with {var}.to_crs({crs!r})."
         )
     return gdf
-
-
-def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
-    """``(minx, miny, maxx, maxy)`` as floats, or ``ValueError`` saying what is wrong."""
-    values = tuple(float(v) for v in bbox)
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"bbox must be 4 finite numbers (minx, miny, maxx, maxy), got {bbox!r}")
-    minx, miny, maxx, maxy = values
-    if minx > maxx or miny > maxy:
-        raise ValueError(
-            "bbox must be (minx, miny, maxx, maxy) with minx <= maxx and miny <= maxy, "
-            f"got {bbox!r}"
-        )
-    return minx, miny, maxx, maxy
-
-
-def check_query(query: Mapping[str, Any], allowed: Iterable[str], format_name: str) -> None:
-    """Raise :class:`OptionError` naming query keywords the format does not take."""
-    allowed = list(allowed)
-    unknown = sorted(set(query) - set(allowed))
-    if unknown:
-        raise OptionError(
-            f"unknown query keyword(s) {unknown} for format {format_name!r}; valid: {allowed}"
-        )
 
 
 def check_series_request(object_info: Mapping[str, Any], request: OpenRequest) -> bool:

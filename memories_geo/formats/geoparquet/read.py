@@ -11,13 +11,14 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from memories_geo.errors import FormatError
-from memories_geo.formats._vector import check_bbox, no_time_column
+from memories_geo.formats._vector import no_time_column
 from memories_geo.formats.geoparquet.metadata import (
     LAYOUT_KEY,
     covering_column,
     layer_crs,
     with_parsed_crs,
 )
+from memories_geo.query import check_bbox
 
 if TYPE_CHECKING:
     import pandas as pd
