@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from memories_geo.types import CompressionLevel, Mode
 
 __all__ = [
-    "default", "delete", "info", "ls", "open", "recover", "save", "search", "set_default",
-    "verify", "versions",
+    "audit", "default", "delete", "info", "ls", "open", "recover", "request_restore", "restore_status",
+    "save", "search", "set_default", "verify", "versions",
 ]
 
 _lock = threading.Lock()
@@ -93,6 +93,7 @@ def open(
     bbox_crs: Any = None,
     time: Any = None,
     columns: Sequence[str] | str | None = None,
+    verify: bool = False,
     **format_options: Any,
 ) -> Any:
     """Open a stored object; see :meth:`Memory.open` and the open contract (``docs/open.md``).
@@ -107,7 +108,8 @@ def open(
     >>> ds = mg.open("era5/t2m", bbox=(-10, 35, 5, 45), time="2024-03")  # doctest: +SKIP
     """
     return default().open(
-        key, version=version, bbox=bbox, bbox_crs=bbox_crs, time=time, columns=columns, **format_options
+        key, version=version, bbox=bbox, bbox_crs=bbox_crs, time=time, columns=columns, verify=verify,
+        **format_options,
     )
 
 
@@ -192,3 +194,41 @@ def recover() -> list[str]:
     >>> mg.recover()  # doctest: +SKIP
     """
     return default().recover()
+
+
+def audit(
+    key: str | None = None,
+    *,
+    operation: str | None = None,
+    outcome: str | None = None,
+    user: str | None = None,
+    since: Any = None,
+    until: Any = None,
+) -> pd.DataFrame:
+    """The audit log of the default collection; see :meth:`Memory.audit`.
+
+    Examples
+    --------
+    >>> mg.audit(operation="delete", since="2026-11")  # doctest: +SKIP
+    """
+    return default().audit(key, operation=operation, outcome=outcome, user=user, since=since, until=until)
+
+
+def request_restore(key: str, *, days: int = 7, tier: str = "standard", version: int | None = None) -> Any:
+    """Restore an archived version for ``days``; see :meth:`Memory.request_restore`.
+
+    Examples
+    --------
+    >>> mg.request_restore("archive/2019", days=7)  # doctest: +SKIP
+    """
+    return default().request_restore(key, days=days, tier=tier, version=version)
+
+
+def restore_status(key: str, *, version: int | None = None) -> Any:
+    """Archive state of a version; see :meth:`Memory.restore_status`.
+
+    Examples
+    --------
+    >>> mg.restore_status("archive/2019").state  # doctest: +SKIP
+    """
+    return default().restore_status(key, version=version)

@@ -7,14 +7,20 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from memories_geo.errors import ConfigError
+from memories_geo.lifecycle_policy import LifecyclePolicy, check_policies
+from memories_geo.storage_policy import Retention, check_retention, check_storage_class
 from memories_geo.types import CompressionLevel, Kind, Tier
 
-__all__ = ["HOME_ENV", "StorageConfig", "TierConfig", "default_home", "expand_env", "redact_url"]
+__all__ = [
+    "HOME_ENV", "S3_ENCRYPTION_ALGORITHMS", "StorageConfig", "TierConfig", "check_encryption", "default_home",
+    "expand_env", "redact_text", "redact_url",
+]
 
 HOME_ENV = "MEMORIES_GEO_HOME"
 CONFIG_ENV = "MEMORIES_GEO_CONFIG"
@@ -27,6 +33,124 @@ DEFAULT_COMPRESSION = {
     Tier.COLD: CompressionLevel.HIGH,
     Tier.GLACIER: CompressionLevel.MAXIMUM,
 }
+
+
+#: Server-side encryption algorithms an S3 tier takes (``encryption={"algorithm": ...}``).
+S3_ENCRYPTION_ALGORITHMS = ("AES256", "aws:kms")
+_S3_SCHEMES = frozenset({"s3", "s3a"})
+_GCS_SCHEMES = frozenset({"gs", "gcs"})
+_AZURE_SCHEMES = frozenset({"az", "abfs", "abfss"})
+#: Settings of ``encryption`` per kind of store, and an example of each.
+_ENCRYPTION_SETTINGS: dict[frozenset[str], tuple[frozenset[str], str]] = {
+    _S3_SCHEMES: (
+        frozenset({"algorithm", "kms_key_id"}),
+        '{"algorithm": "AES256"} or {"algorithm": "aws:kms", "kms_key_id": "<key id, ARN or alias>"}',
+    ),
+    _GCS_SCHEMES: (
+        frozenset({"kms_key_name"}),
+        '{"kms_key_name": "projects/P/locations/L/keyRings/R/cryptoKeys/K"}',
+    ),
+    _AZURE_SCHEMES: (frozenset({"encryption_scope"}), '{"encryption_scope": "<scope name>"}'),
+}
+_KMS_KEY_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+")
+
+
+def check_encryption(
+    url: str, encryption: Mapping[str, Any] | None, *, where: str = "encryption"
+) -> dict[str, str]:
+    """Validate a tier's ``encryption`` setting against its URL; return it as a plain dict.
+
+    S3 tiers take ``{"algorithm": "AES256"}`` or ``{"algorithm": "aws:kms", "kms_key_id":
+    ...}`` (server-side encryption of every object); GCS tiers ``{"kms_key_name": ...}``
+    and Azure tiers ``{"encryption_scope": ...}`` (the bucket's default key or the
+    container's default scope, checked when the tier is first used). Any other tier
+    (local files, memory, PostgreSQL) refuses it: its storage is encrypted, if at all,
+    below memories_geo.
+
+    Parameters
+    ----------
+    url : str
+        The tier's URL (its scheme decides which settings apply).
+    encryption : mapping or None
+        The setting; ``None`` or empty means none.
+    where : str
+        Name of the setting in error messages (``"tiers.warm.encryption"``).
+
+    Returns
+    -------
+    dict
+        The setting, empty when there is none.
+
+    Raises
+    ------
+    ConfigError
+        An unknown or missing setting, an algorithm that is not accepted, or encryption
+        on a tier that cannot take it; the message names the accepted values.
+
+    Examples
+    --------
+    >>> check_encryption("s3://bucket/warm", {"algorithm": "AES256"})
+    {'algorithm': 'AES256'}
+    >>> check_encryption("/data/hot", None)
+    {}
+    """
+    if not encryption:
+        return {}
+    if not isinstance(encryption, Mapping):
+        raise ConfigError(f"{where}: must be a table of settings, got {encryption!r}")
+    scheme = urlsplit(url).scheme if "://" in url else "file"
+    group = next((g for g in _ENCRYPTION_SETTINGS if scheme in g), None)
+    if group is None:
+        raise ConfigError(
+            f"{where}: tier {redact_url(url)!r} cannot take an encryption setting; memories_geo "
+            "sets encryption at rest on s3://, gs:// and az:// tiers only. A local (file://) or "
+            "PostgreSQL tier is encrypted by its disk or database server: remove 'encryption'"
+        )
+    accepted, example = _ENCRYPTION_SETTINGS[group]
+    settings = dict(encryption)
+    unknown = set(settings) - accepted
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown settings {sorted(unknown)} for a {scheme}:// tier; "
+            f"accepted: {sorted(accepted)}, e.g. {example}"
+        )
+    bad = {k: v for k, v in settings.items() if not isinstance(v, str) or not v}
+    if bad:
+        raise ConfigError(f"{where}: {sorted(bad)} must be non-empty strings, got {bad!r}")
+    if group is _S3_SCHEMES:
+        _check_s3_encryption(settings, where)
+    elif group is _GCS_SCHEMES and not _KMS_KEY_NAME.fullmatch(settings.get("kms_key_name", "")):
+        raise ConfigError(
+            f"{where}: a gs:// tier needs kms_key_name, the full name of a Cloud KMS key "
+            f"(projects/P/locations/L/keyRings/R/cryptoKeys/K), got {settings.get('kms_key_name')!r}"
+        )
+    elif group is _AZURE_SCHEMES and "encryption_scope" not in settings:
+        raise ConfigError(f"{where}: an az:// tier needs encryption_scope, e.g. {example}")
+    return settings
+
+
+def _check_s3_encryption(settings: Mapping[str, str], where: str) -> None:
+    algorithm = settings.get("algorithm")
+    if algorithm not in S3_ENCRYPTION_ALGORITHMS:
+        raise ConfigError(
+            f"{where}: algorithm must be one of {list(S3_ENCRYPTION_ALGORITHMS)}, got {algorithm!r}"
+        )
+    if algorithm == "aws:kms" and "kms_key_id" not in settings:
+        raise ConfigError(
+            f"{where}: algorithm 'aws:kms' needs kms_key_id (a KMS key id, ARN or alias; "
+            "'alias/aws/s3' is the AWS-managed key)"
+        )
+    if algorithm == "AES256" and "kms_key_id" in settings:
+        raise ConfigError(f"{where}: kms_key_id applies to 'aws:kms' only, not 'AES256'")
+
+
+def _encryption_label(encryption: Mapping[str, str]) -> str | None:
+    """A short name of an encryption setting for reprs (no key ids)."""
+    if not encryption:
+        return None
+    if "algorithm" in encryption:
+        return encryption["algorithm"]
+    return "kms_key_name" if "kms_key_name" in encryption else "encryption_scope"
 
 
 def redact_url(url: str) -> str:
@@ -48,6 +172,20 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc, query="").geturl()
 
 
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url`.
+
+    Examples
+    --------
+    >>> redact_text("cannot reach postgresql://me:secret@db/geo: refused")
+    'cannot reach postgresql://me:***@db/geo: refused'
+    """
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
 @dataclass(frozen=True)
 class TierConfig:
     """One tier: where it stores and how.
@@ -61,9 +199,26 @@ class TierConfig:
     compression : CompressionLevel
         Codec intent for writes on this tier.
     storage_class : str or None
-        Object-store class (e.g. ``"GLACIER"``); informational for file backends.
+        Storage class of every object written on the tier: on S3 ``STANDARD``,
+        ``STANDARD_IA``, ``ONEZONE_IA``, ``INTELLIGENT_TIERING``, ``GLACIER_IR``,
+        ``GLACIER`` or ``DEEP_ARCHIVE``; on GCS ``STANDARD``, ``NEARLINE``, ``COLDLINE``
+        or ``ARCHIVE``; on Azure the access tier ``hot``, ``cool``, ``cold`` or
+        ``archive`` (any case; kept as the store spells it). Refused on other tiers.
     formats : mapping
         Default format per kind, overriding the built-in choice.
+    encryption : mapping
+        Encryption at rest: on S3 ``{"algorithm": "AES256"}`` or ``{"algorithm":
+        "aws:kms", "kms_key_id": ...}`` (set on every object written); on GCS
+        ``{"kms_key_name": ...}`` and on Azure ``{"encryption_scope": ...}`` (the bucket's
+        default key or the container's default scope, checked on first use). Refused on
+        other tiers.
+    retention : Retention or None
+        How long each version is kept after it is saved (``retention_period``) and the
+        lock mode (``retention_mode``: ``"governance"``, the default, or
+        ``"compliance"``): deleting or moving a version away is refused before then, and
+        on S3 its objects are locked (Object Lock) until then. In ``memories.toml``:
+        ``retention = {period = "10 years", mode = "compliance"}``, or the original
+        ``backup_policy = {immutable = true, retention_period = "10years"}``.
     """
 
     url: str
@@ -71,12 +226,33 @@ class TierConfig:
     compression: CompressionLevel = CompressionLevel.MEDIUM
     storage_class: str | None = None
     formats: Mapping[str, str] = field(default_factory=dict)
+    encryption: Mapping[str, str] = field(default_factory=dict)
+    retention: Retention | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encryption", check_encryption(self.url, self.encryption))
+        object.__setattr__(self, "storage_class", check_storage_class(self.url, self.storage_class))
+        object.__setattr__(self, "retention", check_retention(self.retention))
+
+    @property
+    def retention_period(self) -> timedelta | None:
+        """How long each version is kept after it is saved (``None``: no retention)."""
+        return self.retention.period if self.retention else None
+
+    @property
+    def retention_mode(self) -> str | None:
+        """``"governance"`` or ``"compliance"`` (``None``: no retention)."""
+        return self.retention.mode if self.retention else None
 
     def __repr__(self) -> str:
         options = "{...}" if self.storage_options else "{}"
+        label = _encryption_label(self.encryption)
+        encryption = f", encryption={label!r}" if label else ""
+        retention = f", retention={str(self.retention)!r}" if self.retention else ""
         return (
             f"TierConfig(url={redact_url(self.url)!r}, storage_options={options}, "
-            f"compression={self.compression.value!r}, storage_class={self.storage_class!r})"
+            f"compression={self.compression.value!r}, storage_class={self.storage_class!r}"
+            f"{encryption}{retention})"
         )
 
 
@@ -97,6 +273,8 @@ class StorageConfig:
         Catalog location: a SQLite file path (``sqlite:///...`` or a plain path).
     default_tier : str
         Tier used when ``save`` is not told one.
+    lifecycle : tuple of LifecyclePolicy
+        The ``[[lifecycle]]`` policies that move keys between tiers (:mod:`~memories_geo.lifecycle_policy`).
 
     Examples
     --------
@@ -108,6 +286,7 @@ class StorageConfig:
     tiers: Mapping[str, TierConfig]
     catalog: str
     default_tier: str = Tier.HOT.value
+    lifecycle: tuple[LifecyclePolicy, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -117,6 +296,7 @@ class StorageConfig:
                 f"default_tier {self.default_tier!r} is not a configured tier; "
                 f"tiers: {sorted(self.tiers)}"
             )
+        object.__setattr__(self, "lifecycle", check_policies(self.lifecycle, self.tiers))
 
     @classmethod
     def embedded(cls, home: str | os.PathLike[str] | None = None) -> StorageConfig:
@@ -150,10 +330,10 @@ class StorageConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, base: Path | None = None) -> StorageConfig:
         """Build from a mapping shaped like the TOML file (``home``, ``catalog``, ``tiers``)."""
-        unknown = set(data) - {"home", "catalog", "default_tier", "tiers"}
+        unknown = set(data) - {"home", "catalog", "default_tier", "tiers", "lifecycle"}
         if unknown:
             raise ConfigError(f"unknown configuration keys {sorted(unknown)}; expected "
-                              "home, catalog, default_tier, tiers")
+                              "home, catalog, default_tier, tiers, lifecycle")
         home = Path(data.get("home") or default_home())
         if base is not None and not home.is_absolute():
             home = base / home
@@ -166,6 +346,7 @@ class StorageConfig:
             tiers=tiers,
             catalog=str(data.get("catalog") or config.catalog),
             default_tier=str(data.get("default_tier") or config.default_tier),
+            lifecycle=data.get("lifecycle") or (),
         )
 
     @classmethod
@@ -208,6 +389,7 @@ class StorageConfig:
         *,
         storage_options: Mapping[str, Any] | None = None,
         catalog: str | os.PathLike[str] | None = None,
+        encryption: Mapping[str, str] | None = None,
     ) -> StorageConfig:
         """All four tiers under a remote URL (``{url}/hot`` ...), the SQLite catalog kept locally.
 
@@ -215,6 +397,7 @@ class StorageConfig:
         ``~/.cache/memories_geo``), in a folder named after a hash of the URL, unless
         ``catalog=`` says where. Every version has its record on the store, so another
         machine rebuilds the same catalog with ``RecoveryManager(...).rebuild_catalog()``.
+        ``encryption=`` applies to every tier (see :class:`TierConfig`).
 
         Examples
         --------
@@ -231,7 +414,7 @@ class StorageConfig:
         tiers = {
             t.value: TierConfig(
                 url=f"{root}/{t.value}", storage_options=dict(storage_options or {}),
-                compression=DEFAULT_COMPRESSION[t],
+                compression=DEFAULT_COMPRESSION[t], encryption=dict(encryption or {}),
             )
             for t in Tier
         }
@@ -249,7 +432,10 @@ class StorageConfig:
         return cls.embedded()
 
 
-_TIER_KEYS = {"url", "storage_options", "compression", "storage_class", "formats"}
+_TIER_KEYS = {
+    "url", "storage_options", "compression", "storage_class", "formats", "encryption",
+    "retention", "backup_policy",
+}
 
 
 def _tier_from_dict(name: str, raw: Mapping[str, Any], current: TierConfig | None) -> TierConfig:
@@ -274,12 +460,17 @@ def _tier_from_dict(name: str, raw: Mapping[str, Any], current: TierConfig | Non
     bad_kinds = set(formats) - {k.value for k in Kind}
     if bad_kinds:
         raise ConfigError(f"tiers.{name}.formats: unknown kinds {sorted(bad_kinds)}")
+    retention = check_retention(raw.get("retention"), raw.get("backup_policy"), where=f"tiers.{name}")
     return TierConfig(
         url=str(url),
         storage_options=dict(raw.get("storage_options") or {}),
         compression=compression,
-        storage_class=raw.get("storage_class"),
+        storage_class=check_storage_class(
+            str(url), raw.get("storage_class"), where=f"tiers.{name}.storage_class"
+        ),
         formats=formats,
+        encryption=check_encryption(str(url), raw.get("encryption"), where=f"tiers.{name}.encryption"),
+        retention=retention,
     )
 
 

@@ -16,8 +16,11 @@ __all__ = [
     "KeyExistsError",
     "KeyNotFoundError",
     "MemoriesError",
+    "MigrationError",
     "OptionError",
+    "ReadOnlyError",
     "RestoreRequiredError",
+    "RetentionError",
     "TierUnavailableError",
     "UnsupportedObjectError",
 ]
@@ -68,6 +71,25 @@ class ChecksumMismatchError(MemoriesError, OSError):
 
 class TierUnavailableError(MemoriesError, LookupError):
     """The tier is unknown, not configured, or its backend cannot be reached."""
+
+
+class ReadOnlyError(MemoriesError, PermissionError):
+    """The collection was opened with ``read_only=True`` and the operation would change it."""
+
+
+class MigrationError(MemoriesError, RuntimeError):
+    """A migration could not finish: some keys failed (``.status`` says which and why).
+
+    Re-running the same job retries them; keys already migrated are not copied again.
+    """
+
+    def __init__(self, message: str, status: object = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetentionError(MemoriesError, PermissionError):
+    """The data is under retention: it cannot be deleted or moved away before its period ends."""
 
 
 class RestoreRequiredError(MemoriesError, PermissionError):

@@ -7,7 +7,8 @@ Monitoring subscribes here (latency, throughput, failures), and so can users::
 
 Events of a save, in order: ``save.staged``, ``save.written`` (data written and
 checksummed), ``save.committed`` (the version is current), ``save.published``.
-Checkpoints emit ``checkpoint.saved`` and ``checkpoint.restored``.
+Checkpoints emit ``checkpoint.saved`` and ``checkpoint.restored``; migrations emit
+``migration.started``, ``migration.key`` (one per key migrated) and ``migration.finished``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from memories_geo.backends.base import Location
+from memories_geo.backends.base import Capability, Location
 from memories_geo.backends.registry import known_schemes, make_backend
 from memories_geo.config import redact_url
 from memories_geo.errors import (
@@ -64,6 +64,17 @@ class TierRouter:
         """Configured tier names."""
         return list(self.config.tiers)
 
+    def primary_store(self) -> Backend | None:
+        """The store of the journal and checkpoint manifests: the first file tier, default first.
+
+        ``None`` when no tier stores files (only database tiers).
+        """
+        for name in [self.config.default_tier, *self.names]:
+            backend = self.backend(name)
+            if Capability.FILES in backend.capabilities:
+                return backend
+        return None
+
     def tier_config(self, tier: str) -> TierConfig:
         """Configuration of ``tier``.
 
@@ -81,7 +92,10 @@ class TierRouter:
         """Backend of ``tier`` (created on first use)."""
         cfg = self.tier_config(tier)
         if tier not in self._backends:
-            self._backends[tier] = make_backend(cfg.url, cfg.storage_options)
+            self._backends[tier] = make_backend(
+                cfg.url, cfg.storage_options, encryption=cfg.encryption or None,
+                storage_class=cfg.storage_class,
+            )
         return self._backends[tier]
 
     def compression(self, tier: str) -> CompressionLevel:

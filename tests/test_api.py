@@ -220,7 +220,8 @@ def test_recover_removes_orphans(memory, ds, gdf):
     import sqlite3
 
     with sqlite3.connect(memory.catalog.path) as con:
-        con.execute("UPDATE versions SET writer = 'host-that-is-gone:1' WHERE id = ?", (staged.pk,))
+        con.execute("UPDATE versions SET writer = 'host-that-is-gone:1', created_at = '2000-01-01' "
+                    "WHERE id = ?", (staged.pk,))
     backend.fs.pipe_file(backend.full_path("fields/@v/orphan-1.parquet"), b"partial")
     backend.makedirs("stray/@v")
     backend.fs.pipe_file(backend.full_path("stray/@v/never-staged.parquet"), b"partial")
@@ -255,3 +256,35 @@ def test_dataarray_and_geoseries_come_back_as_such(memory, ds, gdf):
     out = mg.open("shapes")
     assert type(out).__name__ == "GeoSeries"
     assert out.crs == gdf.crs
+
+
+def test_memory_runs_and_reports_a_migration(memory, gdf):
+    memory.save(gdf, "old/fields")
+    memory.save(gdf, "new/fields")
+    job = mg.MigrationJob(source_tier="hot", destination_tier="cold", selection_criteria={"key": "old/*"})
+    plan = memory.execute_migration(job, dry_run=True)
+    assert [k.key for k in plan.keys] == ["old/fields"]
+    assert memory.info("old/fields").tier == "hot"
+    status = memory.execute_migration(job)
+    assert status.state == "completed"
+    assert memory.get_migration_status(job.id).progress_percentage == 100.0
+    assert memory.info("old/fields").tier == "cold"
+    assert memory.info("new/fields").tier == "hot"
+    assert [s.job.id for s in memory.migrations()] == [job.id]
+    with pytest.raises(mg.KeyNotFoundError):
+        memory.get_migration_status("no-such-job")
+
+
+def test_open_promotes_a_key_a_policy_covers(tmp_path, gdf):
+    config = mg.StorageConfig.from_dict({
+        "home": str(tmp_path / "home"),
+        "lifecycle": [{"from": "warm", "to": "hot", "on_access": True}],
+    })
+    mem = mg.Memory(config)
+    mem.save(gdf, "fields", tier="warm")
+    mem.save(gdf, "stays", tier="cold")
+    assert_geodataframe_equal(mem.open("fields"), gdf)
+    assert mem.info("fields").tier == "hot"
+    assert list(mem.audit(operation="migrate").key) == ["fields"]
+    mem.open("stays")
+    assert mem.info("stays").tier == "cold"

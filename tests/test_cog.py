@@ -457,3 +457,16 @@ def test_importing_the_format_module_does_not_import_rasterio() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout.strip()
     assert out == "[]"
+
+
+def test_an_object_raster_is_refused_naming_the_variable(mem: mg.Memory) -> None:
+    """Issue 15, defect 5: the error names the variable and its dtype, and nothing is kept."""
+    da = terrain(4, 5).astype(object).rename("labels")
+    for obj in (da, da.to_dataset()):
+        with pytest.raises(mg.UnsupportedObjectError, match=r"'labels'.*dtype object.*astype") as raised:
+            mem.save(obj, "objects", format="cog")
+        assert isinstance(raised.value, TypeError)
+    assert mem.ls().empty
+    hot = Path(mem.tiers.backend("hot").full_path(""))
+    kept = [p for p in hot.rglob("*") if p.is_file() and not p.relative_to(hot).parts[0].startswith("@")]
+    assert kept == []

@@ -368,3 +368,64 @@ def test_unknown_keyword_and_append_are_refused(mem: mg.Memory) -> None:
     assert set(GeoJSONFormat.open_options) == {"crs"}
     with pytest.raises(UnsupportedObjectError, match="cannot append"):
         mem.save(gdf, KEY, mode="a")
+
+
+# -- issue 15: delayed saves (defect 13) and properties GeoJSON cannot keep (defect 5) -----------
+
+
+def _tier_files(mem: mg.Memory) -> list[str]:
+    root = Path(mem.tiers.backend("hot").full_path(""))
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and not p.relative_to(root).parts[0].startswith("@"))
+
+
+def test_compute_false_writes_and_commits_only_when_computed(mem: mg.Memory) -> None:
+    gdf = make_case("geometry-points")
+    delayed = mem.save(gdf, KEY, format="geojson", compute=False, compress=True)
+    assert mem.ls().empty
+    assert mem.search().empty
+    assert _tier_files(mem) == []
+    entry = delayed.compute()
+    assert entry.uri.endswith(".geojson.gz")
+    assert list(mem.ls().key) == [KEY]
+    assert_same_vector(gdf, mem.open(KEY))
+    mem.verify(KEY)
+
+
+_MIXED_PROPERTIES = {
+    "str-and-int": (["x", 3, None], ("str", "int")),
+    "int-and-dict": ([3, {"k": 1}, None], ("int", "dict")),
+    "dict-and-list": ([{"k": 1}, [1], None], ("dict", "list")),
+    "bool-and-int": ([True, 1, None], ("bool", "int")),
+    "numbers-as-objects": ([1, 2.5, None], ("float", "int", "Float64")),
+    "booleans-as-objects": ([True, None, False], ("bool", "'boolean'")),
+    "bytes": ([b"x", b"y", None], ("bytes",)),
+    "arbitrary-objects": ([object(), object(), None], ("object",)),
+}
+
+
+@pytest.mark.parametrize("case", list(_MIXED_PROPERTIES))
+def test_a_property_column_geojson_cannot_keep_is_refused(mem: mg.Memory, case: str) -> None:
+    values, types = _MIXED_PROPERTIES[case]
+    gdf = gpd.GeoDataFrame({"fine": ["a", "b", "c"], "bad": pd.Series(values, dtype=object)},
+                           geometry=[Point(i, i) for i in range(3)], crs="EPSG:4326")
+    with pytest.raises(UnsupportedObjectError, match=r"column 'bad' \(dtype object\)") as raised:
+        mem.save(gdf, KEY, format="geojson")
+    assert isinstance(raised.value, TypeError)
+    assert all(t in str(raised.value) for t in types)
+    assert mem.ls().empty
+    assert _tier_files(mem) == []
+
+
+def test_object_columns_of_one_json_type_are_kept(mem: mg.Memory) -> None:
+    gdf = gpd.GeoDataFrame(
+        {"dicts": [{"k": 1}, None, {"k": [1, 2]}], "lists": [[1, 2], [3], None],
+         "text": pd.Series(["a", None, "c"], dtype=object)},
+        geometry=[Point(i, i) for i in range(3)], crs="EPSG:4326",
+    )
+    mem.save(gdf, KEY, format="geojson")
+    back = mem.open(KEY)
+    assert back["dicts"][0] == {"k": 1}
+    assert back["dicts"][2] == {"k": [1, 2]}
+    assert list(back["lists"][0]) == [1, 2]
+    assert back["text"][0] == "a"

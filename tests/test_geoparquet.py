@@ -479,3 +479,63 @@ def test_sorted_layout_writes_a_valid_geo_metadata(mem: mg.Memory, geo_validator
     geo = json.loads(pq.read_metadata(stored_file(mem, "tests/grid")).metadata[b"geo"])
     geo_validator.validate(geo)
     assert covering_column(geo) == "bbox"
+
+
+# -- issue 15: delayed saves (defect 13) and columns Arrow cannot hold (defect 5) -------------
+
+
+def _tier_files(mem: mg.Memory, tier: str = "hot") -> list[str]:
+    """Files under a tier's root, leaving out the store's own ``@``-folders (journal)."""
+    root = Path(mem.tiers.backend(tier).full_path(""))
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and not p.relative_to(root).parts[0].startswith("@"))
+
+
+@pytest.mark.parametrize("mode", ["w-", "a"])
+def test_compute_false_writes_and_commits_only_when_computed(mem: mg.Memory, mode: str) -> None:
+    gdf = make_grid_layer()
+    committed = [KEY] if mode == "a" else []
+    if mode == "a":
+        mem.save(gdf.iloc[:5], KEY)
+    before = _tier_files(mem)
+    delayed = mem.save(gdf.iloc[5:] if mode == "a" else gdf, KEY, format="geoparquet", mode=mode,
+                       compute=False)
+    assert list(mem.ls().key) == committed
+    assert list(mem.search(bbox=(-180, -90, 180, 90)).key) == committed
+    assert _tier_files(mem) == before
+    entry = delayed.compute()
+    assert (entry.key, entry.version) == (KEY, 2 if mode == "a" else 1)
+    assert list(mem.ls().key) == [KEY]
+    assert list(mem.search(bbox=(-180, -90, 180, 90)).key) == [KEY]
+    assert_same_vector(gdf, mem.open(KEY))
+    mem.verify(KEY)
+
+
+_BAD_COLUMNS = {
+    "dicts-and-ints": ([{"k": 1}, 3, None], ("dict", "int")),
+    "str-and-int": (["x", 3, "y"], ("str", "int")),
+    "bool-and-int": ([True, 1, None], ("bool", "int")),
+    "arbitrary-objects": ([object(), object(), None], ("object",)),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_COLUMNS))
+def test_an_object_column_arrow_cannot_hold_is_refused_before_writing(mem: mg.Memory, case: str) -> None:
+    values, types = _BAD_COLUMNS[case]
+    gdf = gpd.GeoDataFrame({"fine": [1, 2, 3], "bad": values},
+                           geometry=[Point(i, i) for i in range(3)], crs="EPSG:4326")
+    with pytest.raises(UnsupportedObjectError, match=r"column 'bad' \(dtype object\)") as raised:
+        mem.save(gdf, KEY, format="geoparquet")
+    assert isinstance(raised.value, TypeError)
+    assert all(t in str(raised.value) for t in types)
+    assert "fine" not in str(raised.value)
+    assert mem.ls().empty
+    assert _tier_files(mem) == []
+
+
+def test_an_index_arrow_cannot_hold_is_refused(mem: mg.Memory) -> None:
+    gdf = gpd.GeoDataFrame({"v": [1, 2]}, geometry=[Point(0, 0), Point(1, 1)], crs="EPSG:4326",
+                           index=pd.Index(["x", 3], dtype=object, name="id"))
+    with pytest.raises(UnsupportedObjectError, match=r"index level 'id' \(dtype object\)"):
+        mem.save(gdf, KEY, format="geoparquet")
+    assert mem.ls().empty

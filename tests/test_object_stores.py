@@ -3,6 +3,7 @@
 import uuid
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from geopandas import GeoDataFrame
@@ -137,3 +138,82 @@ def test_a_remote_home_url(tmp_path, store, gdf, monkeypatch):
     report = mg.RecoveryManager(other).rebuild_catalog(force=True)
     assert report["keys"] == 1
     assert_geodataframe_equal(other.open("fields"), gdf)
+
+
+def _cog_image(ny: int = 300, nx: int = 400, dtype: str = "float32", seed: int = 0) -> xr.DataArray:
+    rng = np.random.default_rng(seed)
+    coords = {"y": 5e6 - 10 * np.arange(ny) - 5.0, "x": 4e5 + 10 * np.arange(nx) + 5.0}
+    values = rng.normal(500, 100, (ny, nx)).astype(dtype)
+    da = xr.DataArray(values, dims=("y", "x"), coords=coords, name="elevation", attrs={"units": "m"})
+    return da.rio.write_crs("EPSG:32631")
+
+
+def test_cog_reads_back_from_the_object_store(mem):
+    """An image and a time stack saved as COGs open identical, whole and by bbox (defect 8 of issue 15)."""
+    pytest.importorskip("rioxarray")
+    image = _cog_image()
+    entry = mem.save(image, "dem", format="cog")
+    assert entry.uri.endswith(".tif")
+    xr.testing.assert_identical(mem.open("dem"), image)
+
+    box = (400_500.0, 4_998_000.0, 401_500.0, 4_999_000.0)
+    part = mem.open("dem", bbox=box, bbox_crs="EPSG:32631")
+    expected = image.sel(x=slice(box[0], box[2]), y=slice(box[3], box[1]))
+    assert 0 < part.size < image.size
+    np.testing.assert_array_equal(part.values, expected.values)
+    np.testing.assert_array_equal(part.x.values, expected.x.values)
+
+    stack = xr.concat([image.isel(y=slice(0, 40), x=slice(0, 50)) + i for i in range(3)],
+                      dim=pd.Index(pd.date_range("2024-01-01", periods=3), name="time"))
+    stack = stack.assign_attrs(image.attrs)
+    mem.save(stack, "dem/stack", format="cog")
+    xr.testing.assert_identical(mem.open("dem/stack"), stack)
+    one = mem.open("dem/stack", time=("2024-01-02", "2024-01-02"))
+    xr.testing.assert_identical(one, stack.sel(time=["2024-01-02"]))
+    mem.verify()
+
+
+def test_a_cog_bbox_read_fetches_a_fraction_of_the_file(mem, monkeypatch):
+    """A bbox read of one tile of a large COG fetches byte ranges, far less than the file.
+
+    Every byte fetched goes through the filesystem's ``cat_file`` (``cat_ranges`` calls
+    ``_cat_file``), counted here on the tier's filesystem instance.
+    """
+    pytest.importorskip("rioxarray")
+    image = _cog_image(2048, 2048, seed=1)
+    entry = mem.save(image, "big", format="cog", blocksize=256)
+    backend = mem.tiers.backend("warm")
+    size = backend.fs.size(backend.full_path(entry.path))
+    fs = backend.fs
+    fetched: list[int] = []
+    real_cat_file, real_async_cat_file = fs.cat_file, fs._cat_file
+
+    def counting_cat_file(path, start=None, end=None, **kwargs):
+        data = real_cat_file(path, start=start, end=end, **kwargs)
+        fetched.append(len(data))
+        return data
+
+    async def counting_async_cat_file(path, start=None, end=None, **kwargs):
+        data = await real_async_cat_file(path, start=start, end=end, **kwargs)
+        fetched.append(len(data))
+        return data
+
+    monkeypatch.setattr(fs, "cat_file", counting_cat_file)
+    monkeypatch.setattr(fs, "_cat_file", counting_async_cat_file)
+    box = (400_010.0, 4_999_700.0, 400_100.0, 4_999_990.0)
+    part = mem.open("big", bbox=box, bbox_crs="EPSG:32631").load()
+    expected = image.sel(x=slice(box[0], box[2]), y=slice(box[3], box[1]))
+    np.testing.assert_array_equal(part.values, expected.values)
+    assert 0 < sum(fetched) < size / 4, f"fetched {sum(fetched)} of {size} bytes"
+
+
+def test_a_missing_zarr_chunk_raises_on_the_object_store(mem):
+    """A chunk the manifest lists, deleted from the bucket, fails the read instead of reading as NaN."""
+    ds = sample_raster().chunk({"time": 1})
+    entry = mem.save(ds, "era5/t2m", format="zarr")
+    backend = mem.tiers.backend("warm")
+    root = backend.full_path(entry.path)
+    chunk = next(p for p in sorted(backend.fs.find(root)) if "/t2m/c/" in p)
+    backend.fs.rm(chunk)
+    with pytest.raises(mg.ChecksumMismatchError, match="t2m/c/"):
+        mem.open("era5/t2m").t2m.mean().compute()

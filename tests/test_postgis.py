@@ -750,8 +750,9 @@ def test_recover_drops_orphan_tables(mem: mg.Memory, postgres_dsn: str, schema: 
         path=f"{KEY}/@v/orphan-1", uri="x",
     )
     fmt.write(make_case("geometry-points"), Location(backend, f"{KEY}/@v/orphan-1"), WriteOptions())
-    with sqlite3.connect(mem.catalog.path) as con:  # the writer of this staged row is gone
-        con.execute("UPDATE versions SET writer = 'host-that-is-gone:1' WHERE id = ?", (staged.pk,))
+    with sqlite3.connect(mem.catalog.path) as con:  # the writer of this staged row is gone, long ago
+        con.execute("UPDATE versions SET writer = 'host-that-is-gone:1', created_at = '2000-01-01T00:00:00' "
+                    "WHERE id = ?", (staged.pk,))
     fmt.write(make_case("geometry-points"), Location(backend, "stray/@v/never-staged"), WriteOptions())
     orphans = [backend.table_for(f"{KEY}/@v/orphan-1"), backend.table_for("stray/@v/never-staged")]
     removed = mem.recover()

@@ -808,3 +808,70 @@ def test_memory_pickles_and_saves_on_a_distributed_cluster(tmp_path: Path) -> No
         entry = client.compute(memory.save(ds, "dist", format="zarr", compute=False)).result()
     assert entry.version == 1
     xr.testing.assert_identical(ds, memory.open("dist"))
+
+
+# -- missing chunks (issue 15, defect 9) and objects zarr cannot store (defect 5) ------------
+
+
+def _chunk_files(memory: mg.Memory, key: str, variable: str) -> list[Path]:
+    return sorted(p for p in Path(_store_path(memory, key)).rglob("*") if p.is_file()
+                  and f"/{variable}/c/" in p.as_posix())
+
+
+@pytest.mark.parametrize("chunks", [{}, None], ids=["dask", "lazily-indexed"])
+def test_a_deleted_chunk_raises_on_read(mem: mg.Memory, chunks: Any) -> None:
+    ds = rc.large_time_series(nt=6, ny=32, nx=48, chunks={"time": 1})
+    mem.save(ds, "gone", format="zarr")
+    victim = _chunk_files(mem, "gone", "t2m")[2]
+    victim.unlink()
+    opened = mem.open("gone", chunks=chunks)
+    with pytest.raises(mg.ChecksumMismatchError, match=r"t2m/c/2/0/0.*missing") as raised:
+        opened.t2m.mean().compute()
+    assert isinstance(raised.value, OSError)
+    xr.testing.assert_identical(opened.t2m.isel(time=[0, 1, 3]).load(), ds.t2m.isel(time=[0, 1, 3]))
+
+
+def test_an_all_nan_chunk_is_not_written_and_reads_back_exactly(mem: mg.Memory) -> None:
+    ds = rc.large_time_series(nt=4, ny=32, nx=48, chunks={"time": 1})
+    ds["t2m"] = ds.t2m.where(ds.time != ds.time[1])
+    mem.save(ds, "sparse", format="zarr")
+    stored = {p.name for p in Path(_store_path(mem, "sparse"), "t2m", "c").iterdir()}
+    assert stored == {"0", "2", "3"}
+    xr.testing.assert_identical(mem.open("sparse").load(), ds.load())
+    mem.verify("sparse")
+
+
+def test_a_missing_chunk_of_an_appended_version_raises(mem: mg.Memory) -> None:
+    ds = rc.large_time_series(nt=4, ny=16, nx=24, chunks={"time": 1})
+    mem.save(ds.isel(time=slice(0, 2)), "grown", format="zarr")
+    mem.save(ds.isel(time=slice(2, 4)), "grown", mode="a", append_dim="time")
+    xr.testing.assert_identical(mem.open("grown").load(), ds.load())
+    _chunk_files(mem, "grown", "t2m")[0].unlink()
+    with pytest.raises(mg.ChecksumMismatchError, match="missing"):
+        mem.open("grown").t2m.load()
+    xr.testing.assert_identical(mem.open("grown", version=1).load(), ds.isel(time=slice(0, 2)).load())
+
+
+def _tier_files(memory: mg.Memory) -> list[str]:
+    root = Path(memory.tiers.backend("hot").full_path(""))
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and not p.relative_to(root).parts[0].startswith("@"))
+
+
+@pytest.mark.parametrize("where", ["data", "coordinate"])
+def test_an_object_array_of_mixed_types_is_refused_naming_the_variable(mem: mg.Memory, where: str) -> None:
+    ds = rc.with_crs(rc.bare_dataset())
+    mixed = np.array([1, "a", None, 2.5], dtype=object)
+    if where == "data":
+        ds["labels"] = (("y", "x"), np.resize(mixed, ds.sizes["y"] * ds.sizes["x"]).reshape(3, 4))
+        name = "labels"
+    else:
+        ds = ds.assign_coords(tag=("x", mixed))
+        name = "tag"
+    with pytest.raises(mg.UnsupportedObjectError, match=rf"'{name}'.*object") as raised:
+        mem.save(ds, "mixed", format="zarr")
+    assert isinstance(raised.value, TypeError)
+    assert "int" in str(raised.value)
+    assert "str" in str(raised.value)
+    assert mem.ls().empty
+    assert _tier_files(mem) == []

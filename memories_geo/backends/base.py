@@ -3,15 +3,17 @@
 Callers ask a backend's :attr:`Backend.capabilities`, never its type (as zarr stores
 declare ``supports_writes``). Every backend implements :class:`Backend`; one with
 ``Capability.FILES`` also implements :class:`FileStore` (an fsspec filesystem), one with
-``Capability.TABLES`` also :class:`TableStore` (database tables).
+``Capability.TABLES`` also :class:`TableStore` (database tables); one with
+``Capability.STORAGE_CLASSES``, ``RESTORE`` or ``OBJECT_LOCK`` also :class:`ArchiveStore`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from memories_geo.config import redact_url
 from memories_geo.errors import TierUnavailableError
@@ -19,7 +21,10 @@ from memories_geo.errors import TierUnavailableError
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["Backend", "Capability", "FileStore", "Location", "TableStore", "redact_url", "require"]
+__all__ = [
+    "ArchiveState", "ArchiveStore", "Backend", "Capability", "FileStore", "Location", "TableStore",
+    "redact_url", "require",
+]
 
 
 class Capability(StrEnum):
@@ -40,11 +45,14 @@ class Capability(StrEnum):
     SERVER_SIDE_COPY
         Copies inside the store do not pass through the client.
     STORAGE_CLASSES
-        Objects can be given a storage class or access tier.
+        Objects can be given a storage class or access tier
+        (:meth:`ArchiveStore.apply_storage_class`, :meth:`ArchiveStore.storage_classes`).
     RESTORE
-        Archived objects must be restored before they can be read.
+        Archived objects must be restored before they can be read
+        (:meth:`ArchiveStore.archive_state`, :meth:`ArchiveStore.request_restore`).
     OBJECT_LOCK
-        Objects can be locked against deletion (WORM retention).
+        Objects can be locked against deletion (WORM retention:
+        :meth:`ArchiveStore.apply_retention`, :meth:`ArchiveStore.check_object_lock`).
     """
 
     WRITES = "writes"
@@ -146,6 +154,93 @@ class TableStore(Backend, Protocol):
 
     def table_for(self, path: str) -> str | None:
         """Physical table name of the version at logical ``path``, ``None`` if none."""
+        ...
+
+
+#: Archive states, least readable first.
+_ORDER = ("archived", "restoring", "restored", "online")
+
+
+@dataclass(frozen=True)
+class ArchiveState:
+    """Whether a version's objects can be read now.
+
+    Attributes
+    ----------
+    state : str
+        ``"online"`` (readable: not archived, or rehydrated for good on Azure),
+        ``"archived"`` (a restore is needed), ``"restoring"`` (requested, not finished)
+        or ``"restored"`` (S3: temporary readable copies exist, until ``until``).
+    until : datetime or None
+        When the restored copies expire (S3), else ``None``.
+
+    Examples
+    --------
+    >>> ArchiveState.combine([ArchiveState("online"), ArchiveState("archived")]).state
+    'archived'
+    """
+
+    state: Literal["online", "archived", "restoring", "restored"]
+    until: datetime | None = None
+
+    @property
+    def readable(self) -> bool:
+        """Whether the objects can be read now."""
+        return self.state in ("online", "restored")
+
+    @classmethod
+    def combine(cls, states: Iterable[ArchiveState]) -> ArchiveState:
+        """The state of a version from those of its objects: the least readable wins.
+
+        Restored objects expire at the earliest of their ``until``.
+        """
+        found = list(states)
+        if not found:
+            return cls("online")
+        worst = min(found, key=lambda s: _ORDER.index(s.state))
+        if worst.state != "restored":
+            return cls(worst.state)
+        untils = [s.until for s in found if s.state == "restored" and s.until is not None]
+        return cls("restored", min(untils) if untils else None)
+
+
+@runtime_checkable
+class ArchiveStore(Backend, Protocol):
+    """A backend with ``storage_classes``, ``restore`` or ``object_lock`` (object stores).
+
+    Paths are the logical paths of versions (``{key}/@v/{id}{ext}``); a version is every
+    object under that path (or the one object at it). ``storage_class`` is the tier's
+    class as the store spells it (``"GLACIER"``, ``"NEARLINE"``, ``"Cool"``), or ``None``.
+    """
+
+    storage_class: str | None
+
+    def apply_storage_class(self, path: str) -> None:
+        """Give every object of the version at ``path`` the tier's class (no-op without one)."""
+        ...
+
+    def storage_classes(self, path: str) -> dict[str, str]:
+        """Relative file name (as in manifests) -> class as the store reports it."""
+        ...
+
+    def archive_state(self, path: str) -> ArchiveState:
+        """Whether the version at ``path`` can be read now (``online`` where nothing is archived)."""
+        ...
+
+    def request_restore(self, path: str, *, days: int = 7, tier: str = "standard") -> ArchiveState:
+        """Ask the store to restore the version's archived objects for ``days``; return the new state."""
+        ...
+
+    def apply_retention(self, path: str, until: datetime, *, mode: str) -> None:
+        """Lock every object of the version until ``until`` (``mode``: governance or compliance)."""
+        ...
+
+    def check_object_lock(self) -> None:
+        """Raise :class:`~memories_geo.errors.ConfigError` unless the store can lock objects."""
+        ...
+
+    def object_locks(self, path: str) -> dict[str, tuple[str, datetime] | None]:
+        """Relative file name -> (mode, until) of its lock, ``None`` when it has none."""
         ...
 
 

@@ -6,22 +6,31 @@ import copy
 import logging
 import os
 import posixpath
-import re
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from memories_geo.backends.base import Capability
-from memories_geo.config import redact_url
-from memories_geo.errors import InvalidKeyError, TierUnavailableError
+from memories_geo.backends.archive import (
+    ObjectPolicies,
+    check_days,
+    check_lock_request,
+    policies_for,
+    relative,
+    s3_class_kwargs,
+)
+from memories_geo.backends.base import ArchiveState, Capability, require
+from memories_geo.config import check_encryption, redact_text, redact_url
+from memories_geo.errors import ConfigError, InvalidKeyError, TierUnavailableError
 from memories_geo.keys import VERSIONS_DIR
 from memories_geo.progress import timed
 from memories_geo.records import RECORD_SUFFIX
+from memories_geo.storage_policy import check_storage_class
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -43,7 +52,6 @@ _UNREACHABLE = frozenset({
     "ClientConnectionError", "ServerDisconnectedError", "ServiceRequestError", "NewConnectionError",
     "gaierror",
 })
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -58,11 +66,6 @@ def is_unreachable(exc: BaseException) -> bool:
     (True, False)
     """
     return any(cls.__name__ in _UNREACHABLE for cls in type(exc).__mro__)
-
-
-def _scrub(text: str) -> str:
-    """``text`` with every URL in it shown without credentials or query string."""
-    return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def _endpoint(scheme: str, options: Mapping[str, Any]) -> str | None:
@@ -87,6 +90,47 @@ def _endpoint(scheme: str, options: Mapping[str, Any]) -> str | None:
     return found if "://" in found else f"http://{found}"
 
 
+def _s3_encryption_kwargs(current: Mapping[str, Any], encryption: Mapping[str, str]) -> dict[str, Any]:
+    """``s3_additional_kwargs`` with the server-side encryption of ``encryption`` added.
+
+    Raises
+    ------
+    ConfigError
+        When ``current`` already sets a different encryption.
+    """
+    wanted = {"ServerSideEncryption": encryption["algorithm"]}
+    if "kms_key_id" in encryption:
+        wanted["SSEKMSKeyId"] = encryption["kms_key_id"]
+    clash = sorted(
+        k for k in ("ServerSideEncryption", "SSEKMSKeyId") if k in current and current[k] != wanted.get(k)
+    )
+    if clash:
+        raise ConfigError(
+            f"storage_options['s3_additional_kwargs'] sets {clash} differently from the tier's "
+            "encryption setting; set encryption in one place (the tier's encryption)"
+        )
+    return {**current, **wanted}
+
+
+def _gcs_default_key(fs: Any, bucket: str) -> str | None:
+    """The default KMS key name of a GCS bucket (``None`` when it has none)."""
+    info = fs.call("GET", "b/{}", bucket, json_out=True)
+    found = (info.get("encryption") or {}).get("defaultKmsKeyName")
+    return str(found) if found else None
+
+
+def _azure_default_scope(fs: Any, container: str) -> str | None:
+    """The default encryption scope of an Azure container (``None`` when it has none)."""
+    from fsspec.asyn import sync
+
+    async def properties() -> Any:
+        return await fs.service_client.get_container_client(container).get_container_properties()
+
+    scope = getattr(sync(fs.loop, properties), "encryption_scope", None)
+    found = getattr(scope, "default_encryption_scope", None)
+    return str(found) if found else None
+
+
 def _fix(scheme: str) -> str:
     if scheme in ("az", "abfs", "abfss"):
         where = "the BlobEndpoint of connection_string (or account_name) in storage_options"
@@ -104,6 +148,25 @@ class FileBackend:
         Root, e.g. ``"file:///data/hot"``, ``"/data/hot"``, ``"s3://bucket/warm"``.
     storage_options : mapping, optional
         Passed to the fsspec filesystem (credentials, endpoint...). Never shown.
+    encryption : mapping, optional
+        Encryption at rest (see :func:`memories_geo.config.check_encryption`). On S3 it
+        becomes ``s3_additional_kwargs`` of the filesystem, so every object written
+        through it (and through filesystems built from :attr:`storage_options`) carries
+        ``ServerSideEncryption`` (and ``SSEKMSKeyId``). On GCS and Azure, whose fsspec
+        filesystems take no default key, the bucket's default KMS key or the container's
+        default encryption scope is checked when the filesystem is opened.
+    storage_class : str, optional
+        The tier's storage class (see :func:`memories_geo.storage_policy.check_storage_class`),
+        given to every object of every version by :meth:`apply_storage_class` (on S3, a
+        class readable at once is sent with every upload instead). Small objects
+        (:meth:`write_bytes`) get it too unless it needs a restore (``GLACIER``,
+        ``DEEP_ARCHIVE``, Azure ``archive``): records and manifests stay readable.
+
+    Examples
+    --------
+    >>> backend = FileBackend("s3://bucket/warm", encryption={"algorithm": "AES256"})
+    >>> backend.storage_options["s3_additional_kwargs"]
+    {'ServerSideEncryption': 'AES256'}
     """
 
     #: Object stores whose fsspec ``copy`` runs inside the store.
@@ -111,11 +174,28 @@ class FileBackend:
         {"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"}
     )
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        encryption: Mapping[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> None:
         self.url = url
         self.storage_options = dict(storage_options or {})
         self._scheme = urlsplit(url).scheme if "://" in url else "file"
         self._label = redact_url(url)
+        self.encryption = check_encryption(url, encryption)
+        self.storage_class = check_storage_class(url, storage_class)
+        if self.encryption and self._scheme in ("s3", "s3a"):
+            self.storage_options["s3_additional_kwargs"] = _s3_encryption_kwargs(
+                self.storage_options.get("s3_additional_kwargs") or {}, self.encryption
+            )
+        if self.storage_class and self._scheme in ("s3", "s3a"):
+            self.storage_options["s3_additional_kwargs"] = s3_class_kwargs(
+                self.storage_options.get("s3_additional_kwargs") or {}, self.storage_class
+            )
         if self._scheme not in ("file", "memory"):
             # A cached listing goes stale when another writer (or zarr's own store
             # instance) adds objects; consolidated metadata and manifests built from a
@@ -140,9 +220,50 @@ class FileBackend:
         try:
             fs, root = url_to_fs(self.url, **options)
         except (ImportError, ValueError) as exc:
-            raise TierUnavailableError(f"cannot open {self._label!r}: {_scrub(str(exc))}") from exc
+            raise TierUnavailableError(f"cannot open {self._label!r}: {redact_text(str(exc))}") from exc
+        if self.encryption and self._scheme in ("gs", "gcs"):
+            self._check_default(fs, root, "kms_key_name", _gcs_default_key)
+        elif self.encryption and self._scheme in ("az", "abfs", "abfss"):
+            self._check_default(fs, root, "encryption_scope", _azure_default_scope)
         logger.debug("%s: filesystem opened (%.1f ms)", self._label, (time.perf_counter() - start) * 1000)
         return fs, root.rstrip("/") or "/"
+
+    def _check_default(
+        self, fs: AbstractFileSystem, root: str, setting: str, read: Callable[[Any, str], str | None]
+    ) -> None:
+        """Refuse a GCS/Azure tier whose bucket or container does not encrypt with the configured key.
+
+        gcsfs and adlfs take no default key for every write, but the stores apply the
+        bucket's default KMS key (GCS) or the container's default encryption scope
+        (Azure) to every object written without one: that default must be the one
+        configured.
+        """
+        bucket = root.strip("/").split("/", 1)[0]
+        wanted = self.encryption[setting]
+        noun = "container" if setting == "encryption_scope" else "bucket"
+        try:
+            found = read(fs, bucket)
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise self._unavailable(exc) from None
+            raise TierUnavailableError(
+                f"tier {self._label!r}: cannot read the encryption settings of {noun} {bucket!r} "
+                f"to check its default ({type(exc).__name__}: {redact_text(str(exc))}); the credentials "
+                f"need permission to read the {noun}'s properties"
+            ) from exc
+        if found != wanted:
+            fix = (
+                f"gcloud storage buckets update gs://{bucket} --default-encryption-key={wanted}"
+                if noun == "bucket" else
+                f"create the container with --default-encryption-scope {wanted} "
+                "--prevent-encryption-scope-override true"
+            )
+            raise ConfigError(
+                f"tier {self._label!r} is configured with {setting}={wanted!r}, but {noun} {bucket!r} "
+                f"encrypts new objects with {found or 'the provider-managed default'}"
+                f"{'' if found else ' (no default set)'}; memories_geo relies on the {noun}'s "
+                f"default to encrypt every object: {fix}"
+            )
 
     @property
     def endpoint(self) -> str | None:
@@ -177,7 +298,7 @@ class FileBackend:
         fix = _fix(self._scheme) if endpoint else "check the network (and any proxy settings)"
         return TierUnavailableError(
             f"tier {self._label!r} is unreachable: cannot connect to {target} "
-            f"({type(exc).__name__}: {_scrub(str(exc))}); {fix}"
+            f"({type(exc).__name__}: {redact_text(str(exc))}); {fix}"
         )
 
     @contextmanager
@@ -203,10 +324,17 @@ class FileBackend:
         """Root path on :attr:`fs`."""
         return self._fs_and_root[1]
 
+    @cached_property
+    def _policies(self) -> ObjectPolicies:
+        return policies_for(self.protocol, self.fs, self.storage_class, self._label)
+
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """Writes, listing, files; atomic rename on local disks; server-side copy on object stores."""
-        caps = {Capability.WRITES, Capability.LISTING, Capability.FILES}
+        """Writes, listing, files; atomic rename on local disks; server-side copy on object stores.
+
+        Plus storage classes on S3, GCS and Azure, restores on S3 and Azure, Object Lock on S3.
+        """
+        caps = {Capability.WRITES, Capability.LISTING, Capability.FILES, *self._policies.capabilities}
         if self.protocol == "file":
             caps.add(Capability.ATOMIC_RENAME)
         if self.protocol in self._SERVER_SIDE_COPY:
@@ -276,7 +404,7 @@ class FileBackend:
         with self._call(f"write_bytes ({len(data)} bytes)", path):
             if self.protocol == "file":
                 self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
-            self.fs.pipe_file(full, data)
+            self._policies.pipe(full, data)
 
     def read_bytes(self, path: str) -> bytes:
         """Read a small object at ``path``."""
@@ -311,6 +439,58 @@ class FileBackend:
         """Create ``path`` and its parents (no-op on object stores)."""
         with self._call("makedirs", path):
             self.fs.makedirs(self.full_path(path), exist_ok=True)
+
+    def apply_storage_class(self, path: str) -> None:
+        """Give every object of the version at ``path`` the tier's storage class (no-op without one)."""
+        with self._call("apply_storage_class", path):
+            self._policies.apply(self.full_path(path))
+
+    def storage_classes(self, path: str) -> dict[str, str]:
+        """Relative file name -> storage class, as the store reports it, of the version at ``path``."""
+        require(self, Capability.STORAGE_CLASSES, f"reading storage classes at {self._label!r}")
+        full = self.full_path(path)
+        with self._call("storage_classes", path):
+            return {relative(full, p): c for p, c in sorted(self._policies.classes(full).items())}
+
+    def archive_state(self, path: str) -> ArchiveState:
+        """Whether the version at ``path`` can be read now (``online`` on stores without archives)."""
+        with self._call("archive_state", path):
+            return self._policies.state(self.full_path(path))
+
+    def request_restore(self, path: str, *, days: int = 7, tier: str = "standard") -> ArchiveState:
+        """Restore the archived objects of the version at ``path`` for ``days``; return the new state.
+
+        ``tier`` is the speed: ``standard``, ``bulk`` or ``expedited`` on S3; ``standard``
+        or ``high`` (rehydrate priority) on Azure, where blobs are rehydrated to ``Hot``
+        and stay there (``days`` does not apply).
+        """
+        days = check_days(days)
+        with self._call(f"request_restore ({days} days, {tier})", path):
+            self._policies.restore(self.full_path(path), days, tier)
+            return self._policies.state(self.full_path(path))
+
+    def apply_retention(self, path: str, until: datetime, *, mode: str) -> None:
+        """Lock every object of the version at ``path`` until ``until`` (S3 Object Lock, ``mode``).
+
+        Raises :class:`~memories_geo.errors.ConfigError` when the bucket has no Object Lock.
+        """
+        require(self, Capability.OBJECT_LOCK, f"locking objects at {self._label!r}")
+        mode = check_lock_request(until, mode)
+        with self._call(f"apply_retention (until {until.isoformat()}, {mode})", path):
+            self._policies.lock(self.full_path(path), until, mode)
+
+    def check_object_lock(self) -> None:
+        """Raise :class:`~memories_geo.errors.ConfigError` unless the tier's bucket has Object Lock."""
+        require(self, Capability.OBJECT_LOCK, f"locking objects at {self._label!r}")
+        with self._call("check_object_lock", ""):
+            self._policies.check_lock(self.root)
+
+    def object_locks(self, path: str) -> dict[str, tuple[str, datetime] | None]:
+        """Relative file name -> (mode, until) of the Object Lock of each object, ``None`` when unlocked."""
+        require(self, Capability.OBJECT_LOCK, f"reading object locks at {self._label!r}")
+        full = self.full_path(path)
+        with self._call("object_locks", path):
+            return {relative(full, p): lock for p, lock in self._policies.locks(full).items()}
 
     def __repr__(self) -> str:
         return f"FileBackend({self._label!r})"

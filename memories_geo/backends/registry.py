@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from memories_geo.backends.base import Backend, redact_url
+from memories_geo.config import check_encryption
 from memories_geo.errors import ConfigError, TierUnavailableError
+from memories_geo.storage_policy import check_storage_class
 
 __all__ = ["ENTRY_POINT_GROUP", "known_schemes", "make_backend", "register_backend"]
 
@@ -108,20 +111,39 @@ def _load(target: str | type, scheme: str) -> type:
         ) from exc
 
 
-def make_backend(url: str, storage_options: Mapping[str, Any] | None = None) -> Backend:
-    """Turn a tier URL and its ``storage_options`` into a backend.
+def make_backend(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    encryption: Mapping[str, str] | None = None,
+    storage_class: str | None = None,
+) -> Backend:
+    """Turn a tier URL, its ``storage_options``, ``encryption`` and ``storage_class`` into a backend.
+
+    ``encryption`` and ``storage_class`` (a tier's settings, see
+    :class:`~memories_geo.config.TierConfig`) are passed to the backend as keywords of
+    the same names when given; a backend class that takes no such keyword refuses them.
 
     Raises
     ------
     ConfigError
-        For a scheme no backend handles (the message lists the known ones).
+        For a scheme no backend handles (the message lists the known ones), or an
+        encryption setting or storage class the tier cannot take.
     TierUnavailableError
         When the backend's package is not installed (the message says what to install).
 
     Examples
     --------
     >>> make_backend("memory://doc/hot").capabilities  # doctest: +SKIP
+    >>> make_backend("s3://bucket/warm", encryption={"algorithm": "AES256"})  # doctest: +SKIP
+    >>> make_backend("s3://bucket/cold", storage_class="glacier").storage_class  # doctest: +SKIP
+    'GLACIER'
     """
+    keywords: dict[str, Any] = {}
+    if settings := check_encryption(url, encryption):
+        keywords["encryption"] = settings
+    if found := check_storage_class(url, storage_class):
+        keywords["storage_class"] = found
     scheme = urlsplit(url).scheme or "file"
     spec = _spec(scheme)
     if spec is None:
@@ -133,5 +155,19 @@ def make_backend(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     if missing:
         raise TierUnavailableError(f"{redact_url(url)!r} needs {', '.join(missing)}. {spec.install}".rstrip())
     cls = _load(spec.target, scheme)
-    backend: Backend = cls(url, storage_options=dict(storage_options or {}))
+    refused = [name for name in keywords if not _takes(cls, name)]
+    if refused:
+        raise ConfigError(
+            f"the backend for {scheme!r} URLs ({cls.__module__}.{cls.__qualname__}) takes no "
+            f"{refused[0]} setting; remove {refused[0]!r} from the tier {redact_url(url)!r}"
+        )
+    backend: Backend = cls(url, storage_options=dict(storage_options or {}), **keywords)
     return backend
+
+
+def _takes(cls: type, keyword: str) -> bool:
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)

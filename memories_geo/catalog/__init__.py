@@ -1,4 +1,4 @@
-"""The catalog: which keys exist, their versions, footprints, checkpoints and events.
+"""The catalog: which keys exist, their versions, footprints, checkpoints and audit log.
 
 ``Catalog`` is the SQLite catalog (:class:`~memories_geo.catalog.sqlite.SQLiteCatalog`).
 The parts free of SQL (rows, staged versions, search filters, the accepted locations)
@@ -24,6 +24,8 @@ from memories_geo.catalog.model import (
 from memories_geo.catalog.schema import SCHEMA_VERSION
 from memories_geo.catalog.search import SearchFilter
 from memories_geo.catalog.sqlite import SQLiteCatalog
+from memories_geo.catalog.sqlite_moves import PendingMove
+from memories_geo.catalog.sqlite_restores import RestoreRecord
 
 Catalog = SQLiteCatalog
 
@@ -32,6 +34,8 @@ __all__ = [
     "SUPPORTED_FORMS",
     "Catalog",
     "CheckpointRow",
+    "PendingMove",
+    "RestoreRecord",
     "SQLiteCatalog",
     "SearchFilter",
     "StagedVersion",

@@ -80,12 +80,64 @@ CREATE TABLE IF NOT EXISTS checkpoint_versions (
     PRIMARY KEY (checkpoint_id, key)
 );
 CREATE INDEX IF NOT EXISTS checkpoint_versions_vid ON checkpoint_versions (version_id);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ok INTEGER NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
+    user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    key TEXT,
+    version INTEGER,
+    version_id TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    pointers TEXT,
+    replace_all INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS audit_key ON audit (key);
+CREATE TABLE IF NOT EXISTS restores (
+    version_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    requested_at TEXT,
+    days INTEGER,
+    restore_tier TEXT,
+    until TEXT,
+    checked_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS moves (
+    version_id TEXT PRIMARY KEY,
+    tier TEXT NOT NULL,
+    path TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    writer TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS migration_jobs (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'interrupted', 'completed', 'failed')),
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    writer TEXT NOT NULL DEFAULT '',
+    seconds REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS migration_items (
+    job_id TEXT NOT NULL REFERENCES migration_jobs (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('move', 'copy', 'convert')),
+    source_format TEXT NOT NULL,
+    target_format TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'copying', 'done', 'failed', 'skipped')),
+    bytes_done INTEGER NOT NULL DEFAULT 0,
+    target_version_id TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (job_id, key)
 );
 """
 

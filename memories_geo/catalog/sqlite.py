@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,10 @@ from memories_geo.catalog.model import (
 )
 from memories_geo.catalog.schema import ensure_schema
 from memories_geo.catalog.search import SearchFilter, sqlite_where
+from memories_geo.catalog.sqlite_audit import SQLiteAuditLog, insert_audit
 from memories_geo.catalog.sqlite_checkpoints import SQLiteCheckpointTables
+from memories_geo.catalog.sqlite_migrations import SQLiteMigrations
+from memories_geo.catalog.sqlite_moves import SQLiteMoves
 from memories_geo.catalog.sqlite_queries import (
     connect,
     current_pk,
@@ -32,6 +35,7 @@ from memories_geo.catalog.sqlite_queries import (
     set_current,
 )
 from memories_geo.catalog.sqlite_queries import transaction as write_transaction
+from memories_geo.catalog.sqlite_restores import SQLiteRestores
 from memories_geo.entry import Entry
 from memories_geo.errors import CatalogCorruptError, ConfigError, KeyExistsError, KeyNotFoundError
 from memories_geo.footprint import BBox
@@ -42,7 +46,9 @@ __all__ = ["SQLiteCatalog"]
 _COMMITTED = "v.key = ? AND v.status = 'committed'"
 
 
-class SQLiteCatalog(SQLiteCheckpointTables):
+class SQLiteCatalog(
+    SQLiteCheckpointTables, SQLiteAuditLog, SQLiteMoves, SQLiteRestores, SQLiteMigrations
+):
     """SQLite catalog (WAL mode, one short connection per operation, safe across processes).
 
     Parameters
@@ -113,10 +119,15 @@ class SQLiteCatalog(SQLiteCheckpointTables):
             pk = int(cur.lastrowid or 0)
         return StagedVersion(pk, key, version_id, tier, format, kind, path, created, writer)
 
-    def commit(self, staged: StagedVersion, row: Mapping[str, Any], *, exclusive: bool = False) -> Entry:
+    def commit(
+        self, staged: StagedVersion, row: Mapping[str, Any], *, exclusive: bool = False,
+        audit: MutableMapping[str, Any] | None = None,
+    ) -> Entry:
         """Make a staged version the key's current one, in one transaction.
 
-        ``row`` is what :func:`version_row` made of the written version.
+        ``row`` is what :func:`version_row` made of the written version; ``audit``, a
+        record appended to the audit log in the same transaction (its ``version``,
+        ``version_id``, ``pointers`` and ``seq`` are filled in).
 
         Raises
         ------
@@ -128,17 +139,51 @@ class SQLiteCatalog(SQLiteCheckpointTables):
             if exclusive and current_pk(con, staged.key) is not None:
                 raise KeyExistsError(exists_message(staged.key))
             values = {c: row[c] for c in COMMIT_COLUMNS}
+            version = next_version(con, staged.key)
             con.execute(
                 "UPDATE versions SET status = 'committed', version = ?, "  # noqa: S608
                 + ", ".join(f"{c} = ?" for c in values) + " WHERE id = ?",
-                (next_version(con, staged.key), *values.values(), staged.pk),
+                (version, *values.values(), staged.pk),
             )
             con.execute("INSERT INTO manifests (version_pk, manifest) VALUES (?, ?)",
                         (staged.pk, row["manifest"]))
             if self.has_rtree:
                 index_bbox(con, staged.pk, row)
             set_current(con, staged.key, staged.pk)
+            if audit is not None:
+                audit.update(key=staged.key, version=version, version_id=staged.version_id,
+                             pointers={staged.key: staged.version_id})
+                insert_audit(con, audit)
             return entries(con, "v.id = ?", (staged.pk,))[0]
+
+    def revert_commit(self, entry: Entry, audit: MutableMapping[str, Any] | None = None) -> bool:
+        """Undo the commit of ``entry`` (its publication failed): forget the version.
+
+        When it is still current, the key points back to its previous version, or
+        disappears if it had none. Returns whether the data is no longer referenced
+        (a checkpoint taken in between keeps it, retired), for the caller to delete.
+        """
+        with write_transaction(self.path) as con:
+            pk = con.execute("SELECT id FROM versions WHERE version_id = ?", (entry.version_id,)).fetchone()
+            if pk is None:
+                return False
+            pointers: dict[str, str | None] | None = None
+            if current_pk(con, entry.key) == pk[0]:
+                previous = con.execute(
+                    "SELECT id, version_id FROM versions WHERE key = ? AND status = 'committed' AND id != ? "
+                    "ORDER BY version DESC LIMIT 1", (entry.key, pk[0]),
+                ).fetchone()
+                if previous is None:
+                    con.execute("DELETE FROM keys WHERE key = ?", (entry.key,))
+                else:
+                    set_current(con, entry.key, previous[0])
+                pointers = {entry.key: None if previous is None else previous[1]}
+            purge = retire_or_delete(con, [entry], rtree=self.has_rtree)
+            if audit is not None:
+                audit.update(key=entry.key, version=entry.version, version_id=entry.version_id,
+                             pointers=pointers)
+                insert_audit(con, audit)
+        return bool(purge)
 
     def discard(self, staged: StagedVersion) -> None:
         """Forget a staged version that will never be committed."""
@@ -163,8 +208,12 @@ class SQLiteCatalog(SQLiteCheckpointTables):
                 (utc_now(), entry.key, entry.version),
             )
 
-    def remove_key(self, key: str) -> tuple[list[Entry], list[Entry]]:
+    def remove_key(
+        self, key: str, audit: MutableMapping[str, Any] | None = None
+    ) -> tuple[list[Entry], list[Entry]]:
         """Remove ``key`` and its versions from the catalog, in one transaction.
+
+        ``audit`` is appended to the audit log in the same transaction.
 
         Versions pinned by a checkpoint are kept as *retired* (invisible, restorable);
         the others are forgotten and their data must be purged by the caller.
@@ -185,10 +234,17 @@ class SQLiteCatalog(SQLiteCheckpointTables):
             removed = entries(con, _COMMITTED, (key,))
             con.execute("DELETE FROM keys WHERE key = ?", (key,))
             purge = retire_or_delete(con, removed, rtree=self.has_rtree)
+            if audit is not None:
+                audit.update(key=key, pointers={key: None})
+                insert_audit(con, audit)
         return removed, purge
 
-    def remove_version(self, key: str, version: int) -> tuple[Entry, bool]:
+    def remove_version(
+        self, key: str, version: int, audit: MutableMapping[str, Any] | None = None
+    ) -> tuple[Entry, bool]:
         """Remove one non-current version from the catalog (retired if a checkpoint pins it).
+
+        ``audit`` is appended to the audit log in the same transaction.
 
         Returns
         -------
@@ -212,6 +268,9 @@ class SQLiteCatalog(SQLiteCheckpointTables):
                     "instead, or save a newer version first"
                 )
             purge = retire_or_delete(con, found, rtree=self.has_rtree)
+            if audit is not None:
+                audit.update(key=key, version=version, version_id=found[0].version_id)
+                insert_audit(con, audit)
         return found[0], bool(purge)
 
     def forget(self, entries: Sequence[Entry]) -> None:
@@ -219,7 +278,7 @@ class SQLiteCatalog(SQLiteCheckpointTables):
         with write_transaction(self.path) as con:
             delete_versions(con, [pk_of(con, e) for e in entries], rtree=self.has_rtree)
 
-    # -- verification fingerprints and the event log -----------------------------
+    # -- verification fingerprints ------------------------------------------------
 
     def set_stat_fingerprint(self, version_id: str, fingerprint: str | None) -> None:
         """Remember the file listing (sizes, times) a version had when last fully verified."""
@@ -243,20 +302,6 @@ class SQLiteCatalog(SQLiteCheckpointTables):
                               (version_id,)).fetchone()
         return None if row is None else row[0]
 
-    def log_event(self, kind: str, ok: bool, detail: str = "") -> None:
-        """Append to the event log (checkpoint and persistence outcomes)."""
-        with write_transaction(self.path) as con:
-            con.execute("INSERT INTO events (at, kind, ok, detail) VALUES (?, ?, ?, ?)",
-                        (utc_now(), kind, int(ok), detail[:2000]))
-
-    def events(self, kind: str | None = None) -> list[tuple[str, str, bool, str]]:
-        """Logged events ``(at, kind, ok, detail)``, oldest first."""
-        with connect(self.path) as con:
-            sql = "SELECT at, kind, ok, detail FROM events"
-            rows = (con.execute(sql + " WHERE kind = ? ORDER BY id", (kind,)) if kind
-                    else con.execute(sql + " ORDER BY id"))
-            return [(a, k, bool(o), d) for a, k, o, d in rows]
-
     # -- reading -----------------------------------------------------------------
 
     def current(self, key: str) -> Entry:
@@ -272,6 +317,15 @@ class SQLiteCatalog(SQLiteCheckpointTables):
             if pk is None:
                 raise KeyNotFoundError(not_found(con, key))
             return entries(con, "v.id = ?", (pk,))[0]
+
+    def is_current(self, entry: Entry) -> bool:
+        """Whether ``entry`` is its key's current version right now."""
+        with connect(self.path) as con:
+            row = con.execute(
+                "SELECT 1 FROM keys k JOIN versions v ON v.id = k.current_pk "
+                "WHERE k.key = ? AND v.version_id = ?", (entry.key, entry.version_id),
+            ).fetchone()
+        return row is not None
 
     def get(self, key: str, version: int | None = None) -> Entry:
         """A given version of ``key`` (the current one when ``version`` is ``None``)."""
@@ -306,9 +360,10 @@ class SQLiteCatalog(SQLiteCheckpointTables):
             return entries(con, where, ())
 
     def stored_paths(self) -> set[tuple[str, str]]:
-        """``(tier, path)`` of every version the catalog knows, staged and retired included."""
+        """``(tier, path)`` of every version the catalog knows, staged, retired and being moved."""
         with connect(self.path) as con:
-            return {(t, p) for t, p in con.execute("SELECT tier, path FROM versions")}
+            known = {(t, p) for t, p in con.execute("SELECT tier, path FROM versions")}
+            return known | {(t, p) for t, p in con.execute("SELECT tier, path FROM moves")}
 
     def manifest(self, entry: Entry) -> Manifest:
         """Checksum manifest of ``entry``'s version."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from memories_geo.catalog.model import VERSION_COLUMNS, CheckpointRow
+from memories_geo.catalog.sqlite_audit import insert_audit
 from memories_geo.catalog.sqlite_queries import (
     connect,
     delete_versions,
@@ -123,11 +124,14 @@ class SQLiteCheckpointTables:
             found = entries(con, "v.status != 'staged'")
         return {e.version_id: e for e in found if e.version_id in wanted}
 
-    def restore_pointers(self, pins: Mapping[str, str]) -> None:
+    def restore_pointers(
+        self, pins: Mapping[str, str], audit: MutableMapping[str, Any] | None = None
+    ) -> None:
         """Make the catalog's keys exactly ``pins`` (``key -> version_id``), in one transaction.
 
         Keys absent from ``pins`` disappear (their versions are retired, not deleted);
-        pinned versions that were retired come back.
+        pinned versions that were retired come back. ``audit`` is appended to the
+        audit log in the same transaction.
 
         Raises
         ------
@@ -151,6 +155,9 @@ class SQLiteCheckpointTables:
             for key, pk in targets.items():
                 con.execute("UPDATE versions SET status = 'committed' WHERE id = ?", (pk,))
                 set_current(con, key, pk)
+            if audit is not None:
+                audit.update(pointers=dict(pins), replace_all=True)
+                insert_audit(con, audit)
 
     def revive_versions_of_keys(self) -> None:
         """Make retired versions of existing keys visible again (after a catalog rebuild)."""

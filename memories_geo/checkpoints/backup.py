@@ -99,6 +99,12 @@ class BackupStore:
         if source.exists(rec):
             self.backend.write_bytes(record_path(self.path_of(entry)), source.read_bytes(rec))
 
+    def remove(self, entry: Entry) -> None:
+        """Delete the backup copy of a version (its files, record or table export); missing is fine."""
+        path = self.path_of(entry)
+        for target in (path, record_path(path), path + TABLE_EXPORT):
+            self.backend.remove(target)
+
     def restore(self, entry: Entry) -> None:
         """Copy one version back from the backup to its tier, verified (with a progress bar)."""
         with progress_bar(entry.size_bytes, f"restore {entry.key} v{entry.version}") as bar:

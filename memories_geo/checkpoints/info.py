@@ -1,8 +1,9 @@
-"""What a checkpoint is, as shown to users: its info, a list of them, and a diff of two states."""
+"""What a checkpoint is, as shown to users: its name, its info, a list of them, and a diff of two states."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.display import (
@@ -17,11 +18,52 @@ from memories_geo.display import (
     span,
     table,
 )
+from memories_geo.errors import OptionError
 
 if TYPE_CHECKING:
     from memories_geo.catalog import CheckpointRow
 
-__all__ = ["CheckpointDiff", "CheckpointInfo", "CheckpointList"]
+__all__ = [
+    "RESERVED_NAMES", "CheckpointDiff", "CheckpointInfo", "CheckpointList", "check_name", "timestamped_name",
+]
+
+#: References that are never names: the newest checkpoint, and the live state.
+RESERVED_NAMES = ("latest", "current")
+
+
+def timestamped_name(now: datetime | None = None) -> str:
+    """The name of an unnamed checkpoint: ``cp-`` and the UTC time, e.g. ``cp-20261130T073000Z``.
+
+    Examples
+    --------
+    >>> timestamped_name(datetime(2026, 11, 30, 7, 30, tzinfo=UTC))
+    'cp-20261130T073000Z'
+    """
+    return f"cp-{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can name a checkpoint.
+
+    Raises
+    ------
+    OptionError
+        For an empty name or a reserved one (``latest``, ``current``), naming them.
+
+    Examples
+    --------
+    >>> check_name("nightly")
+    'nightly'
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise OptionError(f"a checkpoint name must be a non-empty string, got {name!r}")
+    if name.strip().lower() in RESERVED_NAMES:
+        raise OptionError(
+            f"{name!r} cannot name a checkpoint: {' and '.join(map(repr, RESERVED_NAMES))} are reserved "
+            "references (the newest checkpoint, the live state); choose another name, or give none "
+            "for a timestamped one (cp-YYYYmmddTHHMMSSZ)"
+        )
+    return name
 
 
 @dataclass(frozen=True)

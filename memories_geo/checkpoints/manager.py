@@ -5,17 +5,40 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import posixpath
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from memories_geo.backends.base import Capability
-from memories_geo.catalog import CheckpointRow, utc_now
+from memories_geo.catalog import CheckpointRow, utc_now, writer_id
 from memories_geo.checkpoints.backup import BackupStore
-from memories_geo.checkpoints.info import CheckpointDiff, CheckpointInfo, CheckpointList
-from memories_geo.errors import CheckpointNotFoundError, ChecksumMismatchError, KeyNotFoundError, OptionError
+from memories_geo.checkpoints.info import (
+    RESERVED_NAMES,
+    CheckpointDiff,
+    CheckpointInfo,
+    CheckpointList,
+    check_name,
+    timestamped_name,
+)
+from memories_geo.checkpoints.manifests import (
+    CHECKPOINT_DIR,
+    MANIFEST_FORMAT,
+    PENDING_GRACE,
+    encode,
+    final_ids,
+    finalise,
+    manifest_path,
+    pending_abandoned,
+    pending_ids,
+    pending_path,
+    remove_manifest,
+)
+from memories_geo.errors import (
+    CheckpointNotFoundError,
+    ChecksumMismatchError,
+    KeyNotFoundError,
+    MemoriesError,
+)
 from memories_geo.events import emit
 from memories_geo.integrity import hash_bytes
 from memories_geo.keys import new_id
@@ -32,48 +55,7 @@ __all__ = [
     "CHECKPOINT_DIR", "RESERVED_NAMES", "CheckpointManager", "Validate", "check_name", "timestamped_name",
 ]
 
-CHECKPOINT_DIR = "@checkpoints"
-MANIFEST_FORMAT = "memories_geo.checkpoint/1"
 Validate = bool | Literal["full"]
-#: References that are never names: the newest checkpoint, and the live state.
-RESERVED_NAMES = ("latest", "current")
-
-
-def timestamped_name(now: datetime | None = None) -> str:
-    """The name of an unnamed checkpoint: ``cp-`` and the UTC time, e.g. ``cp-20261130T073000Z``.
-
-    Examples
-    --------
-    >>> timestamped_name(datetime(2026, 11, 30, 7, 30, tzinfo=UTC))
-    'cp-20261130T073000Z'
-    """
-    return f"cp-{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it can name a checkpoint.
-
-    Raises
-    ------
-    OptionError
-        For an empty name or a reserved one (``latest``, ``current``), naming them.
-
-    Examples
-    --------
-    >>> check_name("nightly")
-    'nightly'
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise OptionError(f"a checkpoint name must be a non-empty string, got {name!r}")
-    if name.strip().lower() in RESERVED_NAMES:
-        raise OptionError(
-            f"{name!r} cannot name a checkpoint: {' and '.join(map(repr, RESERVED_NAMES))} are reserved "
-            "references (the newest checkpoint, the live state); choose another name, or give none "
-            "for a timestamped one (cp-YYYYmmddTHHMMSSZ)"
-        )
-    return name
-
-
 def _checksum(pins: Mapping[str, str], entries: Mapping[str, Entry]) -> str:
     lines = [f"{k}\0{vid}\0{entries[vid].checksum}\n" for k, vid in sorted(pins.items())]
     return hash_bytes("".join(lines).encode())
@@ -105,17 +87,11 @@ class CheckpointManager:
 
     @property
     def store(self) -> Backend:
-        """The primary store of checkpoint manifests: the first file tier (default tier first)."""
-        tiers = self.versions.tiers
-        for name in [self.versions.config.default_tier, *tiers.names]:
-            backend = tiers.backend(name)
-            if Capability.FILES in backend.capabilities:
-                return backend
-        raise CheckpointNotFoundError("checkpoints need at least one file tier to keep manifests")
-
-    @staticmethod
-    def _manifest_path(checkpoint_id: str) -> str:
-        return posixpath.join(CHECKPOINT_DIR, f"{checkpoint_id}.json")
+        """The store of checkpoint manifests and the journal: the first file tier, default first."""
+        store = self.versions.journal_store
+        if store is None:
+            raise CheckpointNotFoundError("checkpoints need at least one file tier to keep manifests")
+        return store
 
     # -- save -----------------------------------------------------------------------------
 
@@ -156,8 +132,10 @@ class CheckpointManager:
         OptionError
             For an empty or reserved name.
         """
+        self.versions.check_writable("checkpoint save")
         name = self._unused_name() if name is None else check_name(name)
         catalog = self.versions.catalog
+        store = self.store
         for _ in range(5):
             current = catalog.current_entries()
             pins = {e.key: e.version_id for e in current}
@@ -168,12 +146,21 @@ class CheckpointManager:
                 message=message,
             )
             document = self._document(row, pins, include_metadata)
-            self.store.write_bytes(self._manifest_path(row.id), json.dumps(document, sort_keys=True).encode())
+            data = encode(document)
+            # Two phases: a manifest counts only under its final name, written once the
+            # catalog row exists; a save killed in between leaves a pending file that
+            # recover_orphans() completes (row present) or removes (row absent).
+            store.write_bytes(pending_path(row.id), data)
             try:
                 catalog.create_checkpoint(row, pins)
-                break
             except KeyNotFoundError:
-                self.store.remove(self._manifest_path(row.id))
+                store.remove(pending_path(row.id))
+                continue
+            except BaseException:
+                store.remove(pending_path(row.id))
+                raise
+            finalise(store, row.id, data)
+            break
         else:  # pragma: no cover - five concurrent deletions in a row
             raise RuntimeError("the collection kept changing while checkpointing; try again")
         copied = 0
@@ -181,7 +168,7 @@ class CheckpointManager:
             copied = self._copy_to_backup(row, pins, document)
             catalog.mark_backed_up(row.id)
             row = replace(row, backed_up=True)
-        catalog.log_event("checkpoint", True, row.id)
+        self.versions.audit("checkpoint.save", detail=row.id)
         info = CheckpointInfo.from_row(row)
         emit("checkpoint.saved", id=info.id, name=info.name, keys=info.keys, bytes=info.bytes)
         logger.info("checkpoint %s saved (%s, %s): %d key(s), %d bytes%s", info.name, info.id, kind,
@@ -212,6 +199,7 @@ class CheckpointManager:
             "id": row.id, "name": row.name, "created_at": row.created_at, "kind": row.kind,
             "message": row.message, "checksum": row.checksum, "bytes": row.size_bytes,
             "include_metadata": include_metadata, "keys": dict(pins), "versions": rows,
+            "writer": writer_id(),
         }
 
     # -- backup -------------------------------------------------------------------------
@@ -227,7 +215,7 @@ class CheckpointManager:
         with progress_bar(sum(e.size_bytes for e in todo), f"backup {row.name}") as bar:
             for entry in todo:
                 self._backups.copy(entry, bar)
-        self.backup.write_bytes(self._manifest_path(row.id), json.dumps(document, sort_keys=True).encode())
+        self.backup.write_bytes(manifest_path(row.id), encode(document))
         return len(todo)
 
     def restore_from_backup(self, entry: Entry) -> None:
@@ -272,7 +260,7 @@ class CheckpointManager:
     def manifest(self, ref: str) -> dict[str, Any]:
         """The JSON manifest of a checkpoint, as written to the primary store."""
         cp = self.get(ref)
-        return json.loads(self.store.read_bytes(self._manifest_path(cp.id)))
+        return json.loads(self.store.read_bytes(manifest_path(cp.id)))
 
     def diff(self, a: str, b: str = "current") -> CheckpointDiff:
         """Keys added, removed and re-pointed going from ``a`` to ``b``.
@@ -369,12 +357,13 @@ class CheckpointManager:
         ChecksumMismatchError
             Validation failed; ``error.problems`` names the failing objects.
         """
+        self.versions.check_writable("restore")
         cp = self.get(ref)
         pins = self.pins(cp.id)
         if validate:
             problems = self.problems(pins, quick=validate != "full", repair=True)
             if problems:
-                self.versions.catalog.log_event("restore", False, f"{cp.id}: {len(problems)} problem(s)")
+                self.versions.audit("restore", outcome="error", detail=f"{cp.id}: {len(problems)} problem(s)")
                 raise ChecksumMismatchError(
                     f"checkpoint {cp.name!r} ({cp.id}) failed validation, nothing was restored: "
                     + "; ".join(problems[:10]),
@@ -383,10 +372,7 @@ class CheckpointManager:
         if self.diff(cp.id, "current"):
             self.save(f"before-restore-{cp.name}", kind="safety",
                       message=f"state before restoring {cp.name} ({cp.id})")
-        self.versions.catalog.restore_pointers(pins)
-        for entry in self.versions.catalog.current_entries():
-            self.versions.publish(entry)
-        self.versions.catalog.log_event("restore", True, cp.id)
+        self.versions.restore_pointers(pins, operation="restore", detail=cp.id)
         emit("checkpoint.restored", id=cp.id, name=cp.name, keys=cp.keys)
         logger.info("checkpoint %s restored (%s): %d key(s)", cp.name, cp.id, cp.keys)
         return cp
@@ -394,11 +380,29 @@ class CheckpointManager:
     # -- deletion and rotation -----------------------------------------------------------
 
     def delete(self, ref: str) -> CheckpointInfo:
-        """Delete a checkpoint; versions only it kept alive are garbage-collected."""
+        """Delete a checkpoint; versions only it kept alive are garbage-collected.
+
+        Its manifest goes from the primary store and, with a backup store, from the
+        backup too, with the backup copies of the versions purged. The deletion is
+        journaled (``checkpoint.delete``) before anything is removed, so a manifest copy
+        that survives (a backup unreachable meanwhile, a process killed mid-way) is never
+        registered again by :meth:`RecoveryManager.rebuild_catalog`, and
+        :meth:`recover_orphans` finishes an interrupted deletion.
+        """
+        self.versions.check_writable("checkpoint delete")
         cp = self.get(ref)
+        self.versions.audit("checkpoint.delete", detail=cp.id)
         purge = self.versions.catalog.delete_checkpoint(cp.id)
-        self.store.remove(self._manifest_path(cp.id))
+        remove_manifest(self.store, cp.id)
         self.versions.purge(purge)
+        if self.backup is not None and self._backups is not None:
+            try:
+                remove_manifest(self.backup, cp.id)
+                for entry in purge:
+                    self._backups.remove(entry)
+            except (OSError, MemoriesError) as exc:
+                logger.warning("checkpoint %s (%s) deleted, but its backup copy stays at %s: %s", cp.name,
+                               cp.id, self.backup.url_for(CHECKPOINT_DIR), exc)
         logger.info("checkpoint %s deleted (%s): %d version(s) only it kept were purged", cp.name, cp.id,
                     len(purge))
         return cp
@@ -409,5 +413,71 @@ class CheckpointManager:
             raise ValueError(f"keep must be >= 0, got {keep}")
         old = [cp for cp in self.list() if cp.kind == kind][keep:]
         return [self.delete(cp.id) for cp in old]
+
+    # -- crash recovery ------------------------------------------------------------------
+
+    def recover_orphans(self, *, grace: timedelta = PENDING_GRACE) -> builtins.list[str]:
+        """Settle what interrupted checkpoint saves and deletions left.
+
+        A checkpoint whose deletion was journaled but not finished is deleted (its row,
+        its manifests, the versions only it kept); a manifest left by a finished
+        deletion is removed.
+
+        A pending manifest whose checkpoint has a catalog row is completed (written under
+        its final name); one without a row is removed once its writer is gone: at once
+        when the writer ran on this host and has exited, after ``grace`` (from the
+        checkpoint's time) when it ran on another host. Manifests under their final
+        names are left alone: a checkpoint the catalog lacks (a catalog lost and
+        rebuilt) is registered again from them. Without a file tier there is nothing
+        to settle.
+
+        Returns
+        -------
+        list of str
+            Display URLs of the pending manifests settled (completed or removed).
+
+        Examples
+        --------
+        >>> mem.checkpoints.recover_orphans()  # doctest: +SKIP
+        []
+        """
+        store = self.versions.journal_store
+        if store is None:
+            return []
+        catalog = self.versions.catalog
+        deleted = {r["detail"] for r in catalog.audit_rows(operation="checkpoint.delete", outcome="ok")}
+        known = {cp.id for cp in catalog.checkpoints()}
+        settled = []
+        for checkpoint_id in sorted(deleted & known):
+            self.delete(checkpoint_id)
+            settled.append(store.url_for(manifest_path(checkpoint_id)))
+            logger.info("checkpoint %s: interrupted deletion finished", checkpoint_id)
+        known -= deleted
+        for checkpoint_id in final_ids(store):
+            if checkpoint_id in deleted and checkpoint_id not in known:
+                remove_manifest(store, checkpoint_id)
+                settled.append(store.url_for(manifest_path(checkpoint_id)))
+                logger.info("checkpoint %s: manifest of a deleted checkpoint removed", checkpoint_id)
+        for checkpoint_id in pending_ids(store):
+            path = pending_path(checkpoint_id)
+            if checkpoint_id not in known:
+                try:
+                    data = store.read_bytes(path)
+                except FileNotFoundError:
+                    continue
+                if not pending_abandoned(data, checkpoint_id, grace=grace):
+                    continue
+                # Its writer may have recorded the row after ``known`` was read.
+                known = {cp.id for cp in catalog.checkpoints()}
+            if checkpoint_id in known:
+                if finalise(store, checkpoint_id):
+                    settled.append(store.url_for(path))
+                    logger.info("checkpoint %s: manifest of an interrupted save completed", checkpoint_id)
+            else:
+                store.remove(path)
+                settled.append(store.url_for(path))
+                logger.info("checkpoint %s: manifest of a save killed before its catalog row removed",
+                            checkpoint_id)
+        return settled
 
 

@@ -200,7 +200,7 @@ class AutoPersistence:
         """Take one automatic checkpoint now (and rotate); return it.
 
         With ``raise_errors=False`` (the background thread) a failure is counted,
-        logged to the catalog's event log and returned as ``None``.
+        recorded in the audit log and returned as ``None``.
         """
         with self._lock:
             self.runs += 1
@@ -216,8 +216,8 @@ class AutoPersistence:
                 self.failures += 1
                 self.last_error = exc
                 with contextlib.suppress(Exception):
-                    catalog = self.storage.versions.catalog
-                    catalog.log_event("checkpoint", False, f"{type(exc).__name__}: {exc}")
+                    self.storage.versions.audit("checkpoint.save", outcome="error",
+                                                detail=f"{type(exc).__name__}: {exc}")
                 if raise_errors:
                     raise
                 return None
@@ -256,8 +256,8 @@ class PersistenceMonitor:
         catalog = self.versions.catalog
         versions = catalog.all_versions(include_retired=True)
         checkpoints = catalog.checkpoints()
-        attempts = catalog.events("checkpoint")
-        ok = sum(1 for event in attempts if event[2])
+        attempts = catalog.audit_rows(operation="checkpoint.save")
+        ok = sum(1 for record in attempts if record["outcome"] == "ok")
         backed = [cp.created_at for cp in checkpoints if cp.backed_up]
         return {
             "usage_gb": sum(v.size_bytes for v in versions) / 1024**3,

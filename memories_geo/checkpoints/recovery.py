@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import posixpath
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memories_geo.backends.base import Capability
+from memories_geo.audit_log import read_journal, replay
+from memories_geo.backends.base import Capability, redact_url
 from memories_geo.catalog import Catalog, CheckpointRow, sqlite_path, utc_now
 from memories_geo.checkpoints.info import CheckpointInfo, CheckpointList
-from memories_geo.checkpoints.manager import CHECKPOINT_DIR, CheckpointManager, Validate
+from memories_geo.checkpoints.manager import CheckpointManager, Validate
+from memories_geo.checkpoints.manifests import id_time, read_manifests
 from memories_geo.checkpoints.persistence import MemoryPersistence, as_backup_backend
-from memories_geo.config import StorageConfig
+from memories_geo.config import StorageConfig, redact_text
 from memories_geo.errors import (
     CatalogCorruptError,
     CheckpointNotFoundError,
     ChecksumMismatchError,
     MemoriesError,
+    TierUnavailableError,
 )
 from memories_geo.records import read_record_rows
+from memories_geo.resolve import TierRouter
 from memories_geo.versions import VersionStore
 
 if TYPE_CHECKING:
@@ -94,29 +98,60 @@ class RecoveryManager:
 
     def _stores(self) -> list[Backend]:
         """Every tier backend that can list (no catalog needed), then the backup store."""
-        from memories_geo.resolve import TierRouter
-
         router = TierRouter(self.config)
         stores = [router.backend(name) for name in router.names]
         stores = [b for b in stores if Capability.LISTING in b.capabilities]
         return stores + ([self.backup] if self.backup is not None else [])
 
-    def _manifests(self) -> dict[str, dict[str, Any]]:
-        """Every checkpoint manifest found on the file tiers and the backup, by id."""
+    def _reachable_stores(self) -> Iterator[Backend]:
+        """Like :meth:`_stores`, skipping (with a warning) a store that cannot be reached."""
+        router = TierRouter(self.config)
+        stores = [router.backend(name) for name in router.names]
+        for store in stores + ([self.backup] if self.backup is not None else []):
+            try:
+                if Capability.LISTING in store.capabilities:
+                    yield store
+            except (TierUnavailableError, OSError) as exc:
+                logger.warning("checkpoint manifests on %s skipped: %s", redact_url(store.url),
+                               redact_text(str(exc)))
+
+    def _journal(self) -> list[dict[str, Any]]:
+        """The collection's journal (empty when there is none or its store cannot be reached)."""
+        try:
+            store = TierRouter(self.config).primary_store()
+            return [] if store is None else read_journal(store)
+        except (TierUnavailableError, OSError) as exc:
+            logger.warning("the journal cannot be read, deleted checkpoints are not filtered out: %s",
+                           redact_text(str(exc)))
+            return []
+
+    def _manifests(self, journal: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """Every checkpoint manifest on the reachable file tiers and the backup, by id.
+
+        Only final names count (a pending manifest belongs to a save that has not
+        recorded its checkpoint); a checkpoint the journal says was deleted is left out.
+        """
+        records = self._journal() if journal is None else journal
+        deleted = {r.get("detail") for r in records
+                   if r.get("operation") == "checkpoint.delete" and r.get("outcome") == "ok"}
         found: dict[str, dict[str, Any]] = {}
-        for store in self._stores():
-            for name in store.listdir(CHECKPOINT_DIR):
-                if not name.endswith(".json") or name[:-5] in found:
-                    continue
-                try:
-                    raw = store.read_bytes(posixpath.join(CHECKPOINT_DIR, name))
-                    found[name[:-5]] = json.loads(raw)
-                except (OSError, ValueError):
-                    continue
+        for store in self._reachable_stores():
+            try:
+                for checkpoint_id, document in read_manifests(store):
+                    if checkpoint_id not in deleted:
+                        found.setdefault(checkpoint_id, document)
+            except (TierUnavailableError, OSError) as exc:
+                logger.warning("checkpoint manifests on %s skipped: %s", redact_url(store.url),
+                               redact_text(str(exc)))
         return found
 
     def list_checkpoints(self) -> CheckpointList:
-        """Checkpoints found as manifests on the stores (works without a catalog), newest first."""
+        """Checkpoints found as manifests on the stores (works without a catalog), newest first.
+
+        A store that cannot be reached is skipped with a logged warning; a checkpoint
+        whose save was interrupted before it was recorded, or that was deleted, is not
+        listed.
+        """
         infos = [
             CheckpointInfo(
                 id=m["id"], name=m["name"], timestamp=m["created_at"], keys=len(m["keys"]),
@@ -198,7 +233,7 @@ class RecoveryManager:
             except ChecksumMismatchError as exc:
                 problems += [f"{cp.name} ({cp.id}): {p}" for p in exc.problems]
                 continue
-            self.versions.catalog.log_event("recover", True, cp.id)
+            self.versions.audit("recover", detail=cp.id)
             logger.info("recovered from checkpoint %s (%s); %d newer checkpoint(s) failed validation",
                         info.name, info.id, candidates.index(cp))
             return info
@@ -213,9 +248,13 @@ class RecoveryManager:
 
         A corrupt catalog file is moved aside (``catalog.sqlite.corrupt-<time>``), never
         deleted. Every version found (records beside the data on each file tier, and the
-        rows in checkpoint manifests, on the tiers and the backup) is imported; each key
-        then points to its newest version whose data verifies (repaired from the backup
-        when possible), and the checkpoints are registered again.
+        rows in checkpoint manifests, on the tiers and the backup) is imported and the
+        checkpoints are registered again, except those the journal says were deleted.
+        Each key then gets the version the journal's last committed state gives it
+        (saves, deletions, restores replayed in commit order), when that version's data
+        verifies (repaired from the backup when possible); a key the journal never
+        moved, or whose journaled version fails, points to its newest version that
+        verifies. A key the journal deleted stays deleted.
 
         Parameters
         ----------
@@ -247,20 +286,20 @@ class RecoveryManager:
                     side.rename(Path(str(moved) + suffix))
         self._versions = None
         memory = self.versions
-        rows = self._all_rows()
+        journal = self._journal()
+        manifests = self._manifests(journal)
+        rows = self._all_rows(manifests)
+        memory.catalog.import_audit(journal)
         memory.catalog.import_rows(rows)
-        manifests = self._manifests()
         for manifest in sorted(manifests.values(), key=lambda m: m["created_at"]):
             try:
                 self._register(manifest)
             except MemoriesError:
                 continue
-        current, unverifiable = self._newest_verified(rows)
-        memory.catalog.restore_pointers(current)
+        current, unverifiable = self._current_state(rows, journal)
+        memory.restore_pointers(current, operation="rebuild",
+                                detail=f"{len(rows)} versions, {len(current)} keys")
         memory.catalog.revive_versions_of_keys()
-        for entry in memory.catalog.current_entries():
-            memory.publish(entry)
-        memory.catalog.log_event("rebuild", True, f"{len(rows)} versions, {len(current)} keys")
         logger.info("catalog rebuilt: %d version(s), %d key(s), %d unverifiable, old catalog %s",
                     len(rows), len(current), len(unverifiable), f"moved to {moved}" if moved else "absent")
         return {
@@ -268,10 +307,10 @@ class RecoveryManager:
             "unverifiable": unverifiable, "moved_aside": str(moved) if moved else None,
         }
 
-    def _all_rows(self) -> list[dict[str, Any]]:
+    def _all_rows(self, manifests: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """Catalog rows from checkpoint manifests (numbered) then version records, in time order."""
         rows: dict[str, dict[str, Any]] = {}
-        for manifest in self._manifests().values():
+        for manifest in manifests.values():
             for row in manifest.get("versions", []):
                 if "manifest" in row:
                     rows.setdefault(row["version_id"], row)
@@ -280,16 +319,29 @@ class RecoveryManager:
                 rows.setdefault(row["version_id"], row)
         return sorted(rows.values(), key=lambda r: (r["key"], r["version_id"]))
 
-    def _newest_verified(self, rows: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
-        """Per key, the newest version (by version id) whose data verifies."""
+    def _current_state(
+        self, rows: list[dict[str, Any]], journal: list[dict[str, Any]]
+    ) -> tuple[dict[str, str], list[str]]:
+        """Per key, the journaled version if it verifies, else the newest version that verifies."""
         manager = self.checkpoints
         by_key: dict[str, list[str]] = {}
         for row in rows:
             by_key.setdefault(row["key"], []).append(row["version_id"])
+        state = replay(journal)
+        moved = set() if state is None else _moved_keys(journal, by_key)
         current: dict[str, str] = {}
         unverifiable: list[str] = []
         for key, vids in sorted(by_key.items()):
-            for vid in sorted(vids, reverse=True):
+            candidates = sorted(vids, reverse=True)
+            if key in moved:
+                assert state is not None
+                wanted = state.get(key)
+                if wanted is None:
+                    continue
+                if wanted in candidates:
+                    candidates.remove(wanted)
+                    candidates.insert(0, wanted)
+            for vid in candidates:
                 problems = manager.problems({key: vid}, quick=False, repair=True)
                 if not problems:
                     current[key] = vid
@@ -298,5 +350,37 @@ class RecoveryManager:
         return current, unverifiable
 
     def clean_orphans(self) -> list[str]:
-        """Remove staged-but-never-committed writes and unreferenced files (see ``Memory.recover``)."""
-        return self.versions.recover_orphans()
+        """Remove what interrupted writes left (see ``Memory.recover``).
+
+        Staged-but-never-committed versions and unreferenced files go; pending manifests
+        of interrupted checkpoint saves are completed or removed
+        (:meth:`CheckpointManager.recover_orphans`).
+        """
+        return self.versions.recover_orphans() + self.checkpoints.recover_orphans()
+
+
+def _moved_keys(journal: list[dict[str, Any]], by_key: dict[str, list[str]]) -> set[str]:
+    """Keys whose current pointer the journal accounts for.
+
+    A key is accounted for when a successful record moved its pointer, or when a
+    restore replaced the whole state after all of its versions were made (the restore
+    removed it, or the key would be among the pointers it set).
+    """
+    done = [r for r in journal if r.get("outcome") == "ok" and r.get("pointers") is not None]
+    moved = {key for r in done for key in r["pointers"]}
+    replaced = [_parse_time(str(r.get("at", ""))) for r in done if r.get("replace_all")]
+    last = max((t for t in replaced if t is not None), default=None)
+    if last is not None:
+        for key, vids in by_key.items():
+            made = [id_time(v) for v in vids]
+            if all(t is not None and t < last for t in made):
+                moved.add(key)
+    return moved
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -92,7 +92,8 @@ def show(ctx: typer.Context, json: JsonOption = False) -> None:
     out.print(f"source:       {document['source']}", markup=False)
     out.print(f"catalog:      {document['catalog']}", markup=False)
     out.print(f"default tier: {config.default_tier}", markup=False)
-    columns = list(next(iter(tiers.values())))
+    columns = [c for c in next(iter(tiers.values()))
+               if any(settings[c] not in (None, {}, []) for settings in tiers.values())]
     grid = table(None, ["tier", *columns])
     for name, settings in tiers.items():
         grid.add_row(name, *(_short(settings[c]) for c in columns))

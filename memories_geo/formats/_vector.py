@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
+import numpy as np
 
 from memories_geo.errors import OptionError, UnsupportedObjectError
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from memories_geo.query import OpenRequest
@@ -19,11 +19,18 @@ if TYPE_CHECKING:
 __all__ = [
     "as_frame",
     "check_series_request",
+    "invalid_geometries",
     "no_time_column",
+    "raise_for_invalid",
+    "refuse_json_changed_columns",
+    "refuse_other_geometries",
     "series_name",
     "time_mask",
     "with_crs",
 ]
+
+#: Invalid geometries listed at most in an error message.
+_MAX_REPORTED = 20
 
 
 def as_frame(obj: Any, format_name: str) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
@@ -138,3 +145,116 @@ def time_mask(values: pd.Series, time: tuple[pd.Timestamp | None, pd.Timestamp |
     if end is not None:
         mask &= column <= end
     return mask.to_numpy(dtype=bool)
+
+
+# -- checks a format runs before writing -------------------------------------------------
+
+
+def invalid_geometries(geometry: gpd.GeoSeries) -> dict[Any, str]:
+    """Row label -> shapely's ``is_valid_reason`` for every invalid geometry.
+
+    Missing and empty geometries are valid.
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> from shapely.geometry import Polygon
+    >>> bowtie = Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
+    >>> invalid_geometries(gpd.GeoSeries([bowtie], index=["b"]))
+    {'b': 'Self-intersection[0.5 0.5]'}
+    """
+    import shapely
+
+    data = np.asarray(geometry.values, dtype=object)
+    bad = ~shapely.is_valid(data) & ~shapely.is_missing(data)
+    return {
+        label: str(reason)
+        for label, reason in zip(geometry.index[bad], shapely.is_valid_reason(data[bad]), strict=True)
+    }
+
+
+def refuse_other_geometries(frame: gpd.GeoDataFrame) -> None:
+    """Refuse geometry columns besides the active one (GeoJSON holds one per feature).
+
+    Raises
+    ------
+    UnsupportedObjectError
+        Naming the further geometry columns and how to keep them (as WKT).
+    """
+    others = [
+        c for c in frame.columns
+        if c != frame.geometry.name and isinstance(frame[c].dtype, gpd.array.GeometryDtype)
+    ]
+    if others:
+        raise UnsupportedObjectError(
+            f"GeoJSON holds one geometry per feature; {others} are further geometry columns. "
+            f"Drop them, or store them as text first (gdf[{others[0]!r}] = gdf[{others[0]!r}].to_wkt())"
+        )
+
+
+#: ``pandas.api.types.infer_dtype`` results of object columns GeoJSON keeps (dicts or lists
+#: alone are kept too); numbers and booleans in an object column would come back as strings.
+_JSON_KEPT_KINDS = frozenset({"string", "empty", "date", "datetime", "datetime64", "time"})
+_JSON_NUMERIC_KINDS = frozenset({"integer", "floating", "mixed-integer-float", "decimal", "boolean"})
+
+
+def refuse_json_changed_columns(stored: gpd.GeoDataFrame, layout: Mapping[str, Any]) -> None:
+    """Refuse object columns whose values do not come back as they were.
+
+    An object column is written as strings, dates, or JSON objects or arrays (dicts
+    or lists, each column one of them). Mixed types would come back converted (``3``
+    next to ``"x"`` reads as ``"3"``), numbers and booleans as strings, and bytes or
+    other Python objects as their ``repr``; numeric and boolean dtypes are kept.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        Naming the column (or index level), its dtype, the types of values found and
+        the fix.
+    """
+    import pandas as pd
+
+    index = layout["index"]
+    index_names = dict(zip(index.get("columns", []), index.get("names", []), strict=False))
+    for name in stored.columns:
+        if name == "geometry" or stored[name].dtype != object:
+            continue
+        values = stored[name].to_numpy()
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind in _JSON_KEPT_KINDS:
+            continue
+        present = values[~pd.isnull(values)]
+        types = sorted({type(v).__name__ for v in present})
+        if kind == "mixed" and (types == ["dict"] or set(types) <= {"list", "ndarray"}):
+            continue
+        what = f"index level {index_names[name]!r}" if name in index_names else f"column {name!r}"
+        found = (f"mixes values of types {', '.join(types)}" if len(types) > 1
+                 else f"holds values of type {types[0]}")
+        fix = ("give it a numeric or boolean dtype first (.astype('Int64'), 'Float64' or 'boolean')"
+               if kind in _JSON_NUMERIC_KINDS else
+               "convert it to one type first (e.g. .astype(str)), or save with format='geoparquet'")
+        raise UnsupportedObjectError(
+            f"{what} (dtype object) {found}, which GeoJSON would give back changed: an object "
+            f"column keeps strings, dates, or dicts or lists (one of them per column); {fix}"
+        )
+
+
+def raise_for_invalid(geometry: gpd.GeoSeries) -> None:
+    """Refuse invalid geometries, listing up to 20 by row label with shapely's reason.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        When any geometry of ``geometry`` is invalid.
+    """
+    found = invalid_geometries(geometry)
+    if not found:
+        return
+    lines = [f"  row {label!r}: {reason}" for label, reason in list(found.items())[:_MAX_REPORTED]]
+    if len(found) > _MAX_REPORTED:
+        lines.append(f"  ... and {len(found) - _MAX_REPORTED} more")
+    raise UnsupportedObjectError(
+        f"{len(found)} invalid geometr{'y' if len(found) == 1 else 'ies'} (validate=True):\n"
+        + "\n".join(lines)
+        + "\nRepair them with gdf.make_valid(), or save with validate=False to store them as they are."
+    )

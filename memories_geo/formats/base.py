@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from memories_geo.backends.base import Capability, Location
     from memories_geo.query import OpenRequest
 
-__all__ = ["FileFormat", "Format", "WriteOptions", "WriteResult"]
+__all__ = ["FileFormat", "Format", "PreparedWrite", "WriteOptions", "WriteResult"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,25 @@ class WriteResult:
         return self.manifest.size_bytes
 
 
+@dataclass(frozen=True)
+class PreparedWrite:
+    """A write checked and described, its bytes not written yet (see :meth:`FileFormat._prepare`).
+
+    Attributes
+    ----------
+    footprint : Footprint
+        Extent, CRS, time range, variables and shape of what will be written.
+    object_info : mapping
+        What ``open`` needs to rebuild the Python type.
+    store : callable
+        Writes the bytes at the location when called (no arguments).
+    """
+
+    footprint: Footprint
+    object_info: Mapping[str, Any]
+    store: Callable[[], None]
+
+
 @runtime_checkable
 class Format(Protocol):
     """A storage format: one class per format, registered by name in ``formats.registry``.
@@ -141,8 +160,10 @@ class Format(Protocol):
 class FileFormat:
     """Base for formats stored as files on an fsspec filesystem.
 
-    Subclasses implement :meth:`_write` and :meth:`open`; manifests, deletion and
-    verification are shared.
+    Subclasses implement :meth:`open` and either :meth:`_prepare` (check and describe
+    the object, and return the write to run: ``compute=False`` then returns that write
+    as ``WriteResult.pending``, so nothing is stored or committed until it is computed)
+    or :meth:`_write` (write at once). Manifests, deletion and verification are shared.
     """
 
     name: ClassVar[str]
@@ -158,9 +179,29 @@ class FileFormat:
     def can_store(self, obj: Any) -> bool:  # noqa: D102
         raise NotImplementedError
 
-    def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:  # noqa: D102
-        footprint, info = self._write(obj, location, options)
-        return WriteResult(manifest=self.manifest(location), footprint=footprint, object_info=info)
+    def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:
+        """Write ``obj`` at ``location``; with ``options.compute=False``, return the write as pending.
+
+        Everything :meth:`_prepare` checks is checked now, whatever ``compute`` is; a
+        pending write is a ``dask.delayed`` object that stores the bytes when computed.
+        """
+        prepared = self._prepare(obj, location, options)
+        if prepared is None:
+            footprint, info = self._write(obj, location, options)
+            return WriteResult(manifest=self.manifest(location), footprint=footprint, object_info=info)
+        if not options.compute:
+            import dask
+
+            pending = dask.delayed(prepared.store, pure=False)()
+            return WriteResult(manifest=Manifest(), footprint=prepared.footprint,
+                               object_info=prepared.object_info, pending=pending)
+        prepared.store()
+        return WriteResult(manifest=self.manifest(location), footprint=prepared.footprint,
+                           object_info=prepared.object_info)
+
+    def _prepare(self, obj: Any, location: Location, options: WriteOptions) -> PreparedWrite | None:
+        """Check ``obj`` and describe it without writing; ``None`` to write with :meth:`_write`."""
+        return None
 
     def manifest(self, location: Location) -> Manifest:
         """Hash what is stored at ``location``."""

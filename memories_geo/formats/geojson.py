@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from memories_geo.crs import crs_to_string
-from memories_geo.errors import FormatError, UnsupportedObjectError
+from memories_geo.errors import FormatError, OptionError, UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
-from memories_geo.formats.base import FileFormat, WriteOptions
+from memories_geo.formats._vector import invalid_geometries
+from memories_geo.formats.base import FileFormat, PreparedWrite, WriteOptions
 from memories_geo.query import OpenRequest, check_options
 from memories_geo.types import CompressionLevel, Kind
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from memories_geo.backends.base import Location
-    from memories_geo.footprint import Footprint
 
 __all__ = ["GZIP_LEVEL", "GeoJSONFormat", "invalid_geometries", "is_rfc7946"]
 
@@ -50,30 +50,6 @@ GZIP_LEVEL: dict[CompressionLevel, int] = {
 _WRITE_KEYWORDS = ("compress", "precision", "validate")
 _GZIP_MAGIC = b"\x1f\x8b"
 _INDEX_PREFIX = "__index_level_"
-_MAX_REPORTED = 20
-
-
-def invalid_geometries(geometry: gpd.GeoSeries) -> dict[Any, str]:
-    """Row label -> shapely's ``is_valid_reason`` for every invalid geometry.
-
-    Missing and empty geometries are valid.
-
-    Examples
-    --------
-    >>> import geopandas as gpd
-    >>> from shapely.geometry import Polygon
-    >>> bowtie = Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
-    >>> invalid_geometries(gpd.GeoSeries([bowtie], index=["b"]))
-    {'b': 'Self-intersection[0.5 0.5]'}
-    """
-    import shapely
-
-    data = np.asarray(geometry.values, dtype=object)
-    bad = ~shapely.is_valid(data) & ~shapely.is_missing(data)
-    return {
-        label: str(reason)
-        for label, reason in zip(geometry.index[bad], shapely.is_valid_reason(data[bad]), strict=True)
-    }
 
 
 class GeoJSONFormat(FileFormat):
@@ -118,10 +94,28 @@ class GeoJSONFormat(FileFormat):
         """File extension for a write with these options (``.geojson.gz`` when compressed)."""
         return ".geojson.gz" if options.extra.get("compress") else self.extension
 
-    def _write(
-        self, obj: Any, location: Location, options: WriteOptions
-    ) -> tuple[Footprint, Mapping[str, Any]]:
-        from memories_geo.formats._vector import as_frame, with_crs
+    def _prepare(self, obj: Any, location: Location, options: WriteOptions) -> PreparedWrite:
+        """Check the layer and its options, bring it to RFC 7946, and describe it.
+
+        The document is encoded and written when the returned ``store`` runs: at once,
+        or when the delayed save of ``compute=False`` is computed.
+
+        Raises
+        ------
+        UnsupportedObjectError
+            For a layer without CRS, further geometry columns, property columns whose
+            values GeoJSON cannot keep (mixed JSON types, bytes, arbitrary objects),
+            invalid geometries with ``validate=True``, or ``mode="a"``.
+        OptionError
+            For an unknown keyword or a ``precision`` outside 0-17.
+        """
+        from memories_geo.formats._vector import (
+            as_frame,
+            raise_for_invalid,
+            refuse_json_changed_columns,
+            refuse_other_geometries,
+            with_crs,
+        )
 
         check_options(options.extra, _WRITE_KEYWORDS, "save() in format 'geojson'")
         if options.mode == "a":
@@ -131,25 +125,31 @@ class GeoJSONFormat(FileFormat):
         compress = bool(options.extra.get("compress", False))
         precision = options.extra.get("precision")
         if precision is not None and (not isinstance(precision, int) or not 0 <= precision <= 17):
-            raise ValueError(f"precision must be an integer from 0 to 17 (decimal digits), got {precision!r}")
+            raise OptionError(
+                f"precision must be an integer from 0 to 17 (decimal digits), got {precision!r}"
+            )
         frame, info = as_frame(obj, self.name)
         frame = with_crs(frame, options.crs, kind=info["type"])
-        _refuse_other_geometries(frame)
+        refuse_other_geometries(frame)
         if options.extra.get("validate", False):
-            _raise_for_invalid(frame.geometry)
+            raise_for_invalid(frame.geometry)
         stored, layout = _to_rfc7946(frame)
-        info = {**info, **layout}
-        data = _encode(stored, precision)
-        if compress:
-            data = gzip.compress(data, compresslevel=GZIP_LEVEL[options.compression], mtime=0)
-        info["compression"] = "gzip" if compress else None
-        info["precision"] = precision
-        if location.is_local:
-            import posixpath
+        refuse_json_changed_columns(stored, layout)
+        info = {**info, **layout, "compression": "gzip" if compress else None, "precision": precision}
+        level = GZIP_LEVEL[options.compression]
 
-            location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
-        location.fs.pipe_file(location.full_path, data)
-        return vector_footprint(stored.drop(columns=layout["index"].get("columns", []))), info
+        def store() -> None:
+            data = _encode(stored, precision)
+            if compress:
+                data = gzip.compress(data, compresslevel=level, mtime=0)
+            if location.is_local:
+                import posixpath
+
+                location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
+            location.fs.pipe_file(location.full_path, data)
+
+        footprint = vector_footprint(stored.drop(columns=layout["index"].get("columns", [])))
+        return PreparedWrite(footprint, info, store)
 
     def open(
         self, location: Location, object_info: Mapping[str, Any], request: OpenRequest | None = None
@@ -189,34 +189,6 @@ class GeoJSONFormat(FileFormat):
         if is_series:
             return gdf.geometry.rename(series_name(object_info.get("name")))
         return gdf
-
-
-def _refuse_other_geometries(frame: gpd.GeoDataFrame) -> None:
-    import geopandas as gpd
-
-    others = [
-        c for c in frame.columns
-        if c != frame.geometry.name and isinstance(frame[c].dtype, gpd.array.GeometryDtype)
-    ]
-    if others:
-        raise UnsupportedObjectError(
-            f"GeoJSON holds one geometry per feature; {others} are further geometry columns. "
-            f"Drop them, or store them as text first (gdf[{others[0]!r}] = gdf[{others[0]!r}].to_wkt())"
-        )
-
-
-def _raise_for_invalid(geometry: gpd.GeoSeries) -> None:
-    found = invalid_geometries(geometry)
-    if not found:
-        return
-    lines = [f"  row {label!r}: {reason}" for label, reason in list(found.items())[:_MAX_REPORTED]]
-    if len(found) > _MAX_REPORTED:
-        lines.append(f"  ... and {len(found) - _MAX_REPORTED} more")
-    raise UnsupportedObjectError(
-        f"{len(found)} invalid geometr{'y' if len(found) == 1 else 'ies'} (validate=True):\n"
-        + "\n".join(lines)
-        + "\nRepair them with gdf.make_valid(), or save with validate=False to store them as they are."
-    )
 
 
 def _to_rfc7946(frame: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:

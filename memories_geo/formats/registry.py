@@ -194,3 +194,17 @@ def default_format(kind: Kind, capabilities: frozenset[Capability], obj: Any) ->
                 if priority > 0 and (best is None or priority > best[0]):
                     best = (priority, fmt.name)
     return best[1] if best else None
+
+
+def formats_needing(capability: Capability) -> list[str]:
+    """Names of the installed formats that are a default somewhere only a ``capability`` backend offers.
+
+    Examples
+    --------
+    >>> formats_needing(Capability.TABLES)  # doctest: +SKIP
+    ['postgis']
+    """
+    return sorted(
+        fmt.name for fmt in _loadable()
+        if any(needed is capability for _, needed in getattr(fmt, "default_for", ()))
+    )

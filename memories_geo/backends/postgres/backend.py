@@ -167,10 +167,16 @@ class PostgresBackend:
         """
         self._records.register(con, path, table, info)
 
-    def lookup(self, path: str) -> VersionTable | None:
-        """The table registered at ``path`` and its info, or ``None``."""
-        with self._timed("lookup", path), self.connection() as con:
+    def lookup(self, path: str, *, con: psycopg.Connection[Any] | None = None) -> VersionTable | None:
+        """The table registered at ``path`` and its info, or ``None``.
+
+        ``con``: a connection from :meth:`connection` to look it up in (inside the
+        caller's transaction, holding no second pooled connection); default: a new one.
+        """
+        if con is not None:
             return self._records.lookup(con, path)
+        with self._timed("lookup", path), self.connection() as own:
+            return self._records.lookup(own, path)
 
     def table_for(self, path: str) -> str | None:
         """Physical table name registered for ``path``, or ``None``."""

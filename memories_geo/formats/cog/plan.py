@@ -128,17 +128,14 @@ def plan_write(obj: Any, location: Location, options: WriteOptions) -> Plan:
     da, info = _as_dataarray(obj)
     x_dim, y_dim = _spatial_dims(da)
     stack_dim, band_dim = _other_dims(da, x_dim, y_dim)
+    dtype = np.dtype(da.dtype)
+    if dtype.kind not in "biuf":
+        raise UnsupportedObjectError(_dtype_refusal(da, dtype))
     crs = xarray_crs(da)
     if crs is None:
         raise UnsupportedObjectError(
             f"this raster has spatial dims {(x_dim, y_dim)} but no CRS. Set one with "
             "obj.rio.write_crs('EPSG:32631') or pass crs=... to save()."
-        )
-    dtype = np.dtype(da.dtype)
-    if dtype.kind not in "biuf":
-        raise UnsupportedObjectError(
-            f"a GeoTIFF holds booleans, integers and floats, not {dtype}; save this "
-            "object with format='zarr'"
         )
     storage_dtype = np.dtype(_STORAGE_DTYPES.get(dtype.name, dtype.name))
     resampling = check_resampling(extra.get("overview_resampling", default_resampling(dtype)))
@@ -236,6 +233,17 @@ def _as_dataarray(obj: Any) -> tuple[xr.DataArray, dict[str, Any]]:
         "dataset_encoding": encode_encoding(obj.encoding),
     }
     return obj[variable], info
+
+
+def _dtype_refusal(da: xr.DataArray, dtype: Any) -> str:
+    """Why a GeoTIFF cannot hold ``da``'s values, naming it, and what to do instead."""
+    subject = f"variable {str(da.name)!r}" if da.name is not None else "the DataArray"
+    if dtype.kind == "O":
+        fix = ("cast it to one numeric type first (da.astype('float64')), or save it with "
+               "format='zarr' if its values are strings")
+    else:
+        fix = "save this object with format='zarr'"
+    return f"{subject} has dtype {dtype}; a GeoTIFF holds booleans, integers and floats only; {fix}"
 
 
 def _spatial_dims(da: xr.DataArray) -> tuple[Any, Any]:

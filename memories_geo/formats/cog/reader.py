@@ -298,7 +298,12 @@ def _update_geotransform(da: xr.DataArray, transform: Affine) -> None:
 
 @contextlib.contextmanager
 def _opened(path: str, fs: Any, overview_level: int | None) -> Iterator[Any]:
-    """Open a stored COG with rasterio: a local path, or through ``fs.open`` for remote tiers."""
+    """Open a stored COG with rasterio: a local path, or by byte ranges on remote tiers.
+
+    Remote files are read through the tier's own filesystem (its endpoint and
+    credentials) by :class:`~memories_geo.formats.cog.remote.RangeOpener`; GDAL is told
+    the folder holds no side-car files, so it asks for nothing but the COG itself.
+    """
     import rasterio
 
     kwargs = {} if overview_level is None else {"OVERVIEW_LEVEL": overview_level}
@@ -306,7 +311,13 @@ def _opened(path: str, fs: Any, overview_level: int | None) -> Iterator[Any]:
         with rasterio.open(path, **kwargs) as src:
             yield src
         return
-    with _OPENER_LOCK, rasterio.open(path, opener=fs.open, **kwargs) as src:
+    from memories_geo.formats.cog.remote import RangeOpener
+
+    with (
+        _OPENER_LOCK,
+        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+        rasterio.open(path, opener=RangeOpener(fs), **kwargs) as src,
+    ):
         yield src
 
 

@@ -17,7 +17,8 @@ Reading prunes row groups on the covering column (or point statistics) and on th
 first datetime column's statistics (``time=``), pushes ``columns=`` and ``filters=``
 down to pyarrow, then keeps the geometries that really intersect the box.
 
-Modules: :mod:`.write` (both layouts), :mod:`.read` (pushdown, row order),
+Modules: :mod:`.write` (both layouts), :mod:`.checks` (what is refused before
+writing), :mod:`.read` (pushdown, row order),
 :mod:`.metadata` (``geo`` and layout metadata, CRS), :mod:`.hilbert` (sort keys).
 """
 
@@ -33,7 +34,8 @@ from memories_geo.backends.base import Capability
 from memories_geo.errors import UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
 from memories_geo.formats._vector import as_frame, check_series_request, series_name, with_crs
-from memories_geo.formats.base import FileFormat, WriteOptions
+from memories_geo.formats.base import FileFormat, PreparedWrite, WriteOptions
+from memories_geo.formats.geoparquet.checks import check_arrow_columns, check_layout_options
 from memories_geo.formats.geoparquet.hilbert import HILBERT_LEVEL, hilbert_key, hilbert_order
 from memories_geo.formats.geoparquet.metadata import (
     COVERING_COLUMN,
@@ -58,7 +60,6 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
     from memories_geo.backends.base import Location
-    from memories_geo.footprint import Footprint
 
 __all__ = [
     "COVERING_COLUMN",
@@ -69,6 +70,8 @@ __all__ = [
     "ROW_GROUP_SIZE",
     "ROW_ORDER_COLUMN",
     "GeoParquetFormat",
+    "check_arrow_columns",
+    "check_layout_options",
     "covering_column",
     "geo_metadata",
     "hilbert_key",
@@ -120,22 +123,39 @@ class GeoParquetFormat(FileFormat):
         """Whether ``obj`` is a GeoDataFrame or a GeoSeries."""
         return isinstance(obj, gpd.GeoDataFrame | gpd.GeoSeries)
 
-    def _write(
-        self, obj: Any, location: Location, options: WriteOptions
-    ) -> tuple[Footprint, Mapping[str, Any]]:
+    def _prepare(self, obj: Any, location: Location, options: WriteOptions) -> PreparedWrite:
+        """Check the layer (CRS, columns Arrow can hold, append compatibility) and describe it.
+
+        The file is written when the returned ``store`` runs: at once, or when the
+        delayed save of ``compute=False`` is computed.
+
+        Raises
+        ------
+        UnsupportedObjectError
+            For a layer without CRS, a column or index level Arrow cannot hold (naming
+            it, with its dtype and the types of its values), or rows that do not fit
+            the stored layer in an append.
+        OptionError
+            For layout keywords with invalid values (:func:`check_layout_options`).
+        """
         gdf, info = as_frame(obj, self.name)
         gdf = with_crs(gdf, options.crs, kind=info["type"])
-        if options.mode == "a" and options.previous is not None:
-            path, filesystem = _target(options.previous)
-            gdf = _append(read_geoparquet(path, filesystem=filesystem), gdf)
-        path, filesystem = _target(location)
-        if location.is_local:
-            location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
+        check_arrow_columns(gdf)
         extra = dict(options.extra)
         if "page_size" in extra:
             extra.setdefault("data_page_size", extra.pop("page_size"))
-        write_geoparquet(gdf, path, filesystem=filesystem, compression=options.compression, **extra)
-        return vector_footprint(gdf), info
+        check_layout_options(gdf, **extra)
+        if options.mode == "a" and options.previous is not None:
+            path, filesystem = _target(options.previous)
+            gdf = _append(read_geoparquet(path, filesystem=filesystem), gdf)
+
+        def store() -> None:
+            path, filesystem = _target(location)
+            if location.is_local:
+                location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
+            write_geoparquet(gdf, path, filesystem=filesystem, compression=options.compression, **extra)
+
+        return PreparedWrite(vector_footprint(gdf), info, store)
 
     def open(
         self, location: Location, object_info: Mapping[str, Any], request: OpenRequest | None = None

@@ -13,6 +13,7 @@ import geopandas as gpd
 import numpy as np
 import pyarrow.parquet as pq
 
+from memories_geo.formats.geoparquet.checks import check_layout_options
 from memories_geo.formats.geoparquet.hilbert import original_order_within_groups, table_hilbert_order
 from memories_geo.formats.geoparquet.metadata import (
     COVERING_COLUMN,
@@ -46,9 +47,6 @@ ROW_GROUP_SIZE = 32_768
 
 #: Name of the hidden column holding each row's original position (renamed on a clash).
 ROW_ORDER_COLUMN = "_mg_row"
-
-_SORTS = ("auto", "hilbert", "none")
-_ENCODINGS = ("auto", "WKB", "geoarrow")
 
 
 def write_settings(
@@ -144,12 +142,8 @@ def write_geoparquet(
     >>> gdf = gpd.GeoDataFrame({"v": [1]}, geometry=[Point(0, 1)], crs="EPSG:4326")
     >>> write_geoparquet(gdf, "/tmp/points.parquet")  # doctest: +SKIP
     """
-    if sort not in _SORTS:
-        raise ValueError(f"sort must be one of {_SORTS}, got {sort!r}")
-    if geometry_encoding not in _ENCODINGS:
-        raise ValueError(f"geometry_encoding must be one of {_ENCODINGS}, got {geometry_encoding!r}")
-    if row_group_size is not None and (not isinstance(row_group_size, int) or row_group_size < 1):
-        raise ValueError(f"row_group_size must be a positive integer, got {row_group_size!r}")
+    check_layout_options(gdf, sort=sort, geometry_encoding=geometry_encoding,
+                         row_group_size=row_group_size, partition_cols=partition_cols)
     group_rows = row_group_size or ROW_GROUP_SIZE
     sorted_layout = sort == "hilbert" or (sort == "auto" and len(gdf) > group_rows)
     if partition_cols:
@@ -362,12 +356,6 @@ def _write_partitioned(
 
     import pandas as pd
 
-    missing = [c for c in partition_cols if c not in gdf.columns]
-    if missing or gdf.geometry.name in partition_cols:
-        raise ValueError(
-            f"partition_cols must name attribute columns of the layer; {missing or [gdf.geometry.name]} "
-            f"cannot be used (columns: {[c for c in gdf.columns if c != gdf.geometry.name]})"
-        )
     keys = pd.MultiIndex.from_frame(gdf[partition_cols].astype(object))
     codes, uniques = pd.factorize(keys)
     if filesystem is None:

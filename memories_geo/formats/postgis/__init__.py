@@ -16,7 +16,7 @@ Each version is its own table, registered with the backend's tables of record
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import geopandas as gpd
@@ -60,6 +60,11 @@ def _engine(value: Any, default: str) -> str:
     if engine not in ENGINES:
         raise OptionError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     return str(engine)
+
+
+def _key_of(location: Location) -> str:
+    """The key of the version at ``location`` (its path is ``{key}/@v/{version_id}``)."""
+    return location.path.split("/@v/", 1)[0]
 
 
 def _backend(location_or_backend: Any) -> PostgresBackend:
@@ -152,6 +157,10 @@ class PostGISFormat:
         UnsupportedObjectError
             For a layer PostgreSQL cannot hold, or rows that do not fit the layer
             they are appended to.
+        FormatError
+            Before anything is written, when the key's view name is held by a relation
+            that is not its view (a user's table, another key's view, one of the
+            library's own tables): the message names it.
         """
         from memories_geo.formats.base import WriteResult
 
@@ -162,6 +171,8 @@ class PostGISFormat:
             raise OptionError(
                 f"format 'postgis' does not take {sorted(extra)} when saving; accepted keywords: ['engine']"
             )
+        views.prepare(backend)
+        views.check_free(backend, _key_of(location))
         frame, base = as_frame(obj, self.name)
         prepared = Prepared(with_crs(frame, options.crs, kind=base["type"]), base)
         previous = None
@@ -169,20 +180,62 @@ class PostGISFormat:
             previous = backend.lookup(options.previous.path)
             if previous is None:
                 raise FormatError(f"cannot append: the stored table of {options.previous.url} is missing")
-        views.prepare(backend)
         info, manifest, footprint = load_version(backend, location.path, prepared, previous, engine)
         return WriteResult(manifest=manifest, footprint=footprint, object_info=info)
 
-    def publish(self, location: Location, key: str) -> None:
-        """Point the view named after ``key`` at the table of ``location``, atomically."""
-        backend = _backend(location)
-        table = backend.table_for(location.path)
-        if table is None:
-            raise FormatError(f"cannot publish {key!r}: no table is registered at {location.url}")
-        views.publish(backend, table, location.path, key)
+    def publish(self, location: Location, key: str, *, is_current: Callable[[], bool] | None = None) -> bool:
+        """Point the view named after ``key`` at the table of ``location``, atomically.
+
+        Parameters
+        ----------
+        location : Location
+            The version to show.
+        key : str
+            Its key (the view's name).
+        is_current : callable, optional
+            Asked, while holding the lock that serialises every change to this view,
+            whether the version is still the key's current one; when it returns
+            ``False`` the view is left as it is. Versions are committed before they are
+            published, so the last swap of a view is always that of the current version.
+
+        Returns
+        -------
+        bool
+            ``True`` when the view now shows ``location``, ``False`` when skipped.
+
+        Raises
+        ------
+        FormatError
+            When the view name is held by a relation that is not this key's view, or no
+            table is registered at ``location``.
+
+        Examples
+        --------
+        >>> fmt.publish(location, "roads/paris", is_current=lambda: True)  # doctest: +SKIP
+        True
+        """
+        return views.publish(_backend(location), location.path, key, is_current=is_current)
+
+    def is_published(self, location: Location, key: str) -> bool:
+        """Whether the view of ``key`` exists and reads the table of ``location``.
+
+        ``mg.recover()`` re-publishes the current version of a key when this is
+        ``False`` (a crash between the catalog commit and the view swap).
+
+        Examples
+        --------
+        >>> location = mem.version_store.location(mem.info("roads/paris"))  # doctest: +SKIP
+        >>> fmt.is_published(location, "roads/paris")  # doctest: +SKIP
+        True
+        """
+        return views.is_published(_backend(location), location.path, key)
+
+    def published_keys(self, backend: Backend) -> list[str]:
+        """Keys whose view exists on ``backend`` (``mg.recover()`` drops those the catalog lacks)."""
+        return views.published_keys(_backend(backend))
 
     def unpublish(self, backend: Backend, key: str) -> None:
-        """Drop the view of ``key`` (nothing happens when there is none)."""
+        """Drop the view of ``key`` (nothing happens when there is none), under the publish lock."""
         views.unpublish(_backend(backend), key)
 
     def open(self, location: Location, object_info: Mapping[str, Any], request: OpenRequest) -> Any:

@@ -159,5 +159,5 @@ def _previous(obj: Any, options: WriteOptions) -> tuple[Location, dict[str, Any]
 
 def _footprint(location: Location, info: Mapping[str, Any]) -> Footprint:
     """Footprint of the combined version, from its coordinates."""
-    combined = open_version(location, info, OpenRequest())
+    combined = open_version(location, info, OpenRequest(), checked=False)
     return raster_footprint(combined, crs=effective_crs(combined, None))

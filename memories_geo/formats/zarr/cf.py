@@ -35,6 +35,7 @@ __all__ = [
     "DATAARRAY_VARIABLE",
     "INFO_ATTR",
     "INFO_VERSION",
+    "check_object_dtypes",
     "geo_attrs",
     "prepare",
     "restore",
@@ -112,7 +113,14 @@ def prepare(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, Any]]:
     -------
     tuple
         ``(dataset, node_info)``; ``node_info`` (JSON) is what :func:`restore` needs.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        For an object-dtype variable whose values Zarr cannot hold in one array
+        (see :func:`check_object_dtypes`).
     """
+    check_object_dtypes(ds)
     ds = ds.copy(deep=False)
     moved: dict[str, dict[str, Any]] = {}
     from_encoding: dict[str, list[str]] = {}
@@ -145,6 +153,53 @@ def prepare(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, Any]]:
     if from_encoding:
         info["encoding"] = from_encoding
     return ds, info
+
+
+def check_object_dtypes(ds: xr.Dataset) -> None:
+    """Refuse object-dtype variables that xarray cannot turn into one Zarr data type.
+
+    Such a variable is storable when its present values are all strings (or bytes),
+    or all of one numeric or boolean type; mixed types and arbitrary Python objects
+    are refused before anything is written, naming the variable. Dask-backed object
+    variables are computed to be checked (``to_zarr`` would compute them anyway).
+
+    Raises
+    ------
+    UnsupportedObjectError
+        Naming the variable, its dtype and the types of values found.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> check_object_dtypes(xr.Dataset({"v": ("x", np.array(["a", "b"], dtype=object))}))
+    """
+    import numpy as np
+    import pandas as pd
+
+    for name, var in ds.variables.items():
+        if var.dtype.kind != "O" or var.size == 0:
+            continue
+        values = np.asarray(var.values).ravel()
+        present = values[~pd.isnull(values)]
+        types = {type(v) for v in present}
+        if (len(types) <= 1 and (not types or _one_storable_type(present[0]))) or types == {bytes, str}:
+            continue
+        found = ", ".join(sorted(t.__name__ for t in types))
+        role = "coordinate" if name in ds.coords else "variable"
+        what = "mixes values of types" if len(types) > 1 else "holds Python objects of type"
+        subject, fix = f"{role} {str(name)!r}", f"ds[{str(name)!r}]"
+        if name == DATAARRAY_VARIABLE:
+            subject, fix = "the DataArray", "da"
+        raise UnsupportedObjectError(
+            f"{subject} (dtype object) {what} {found}, which Zarr cannot store in one array; "
+            f"convert it to one type first, e.g. {fix}.astype(str) or {fix}.astype(float)"
+        )
+
+
+def _one_storable_type(element: Any) -> bool:
+    import numpy as np
+
+    return isinstance(element, str | bytes) or np.array(element).dtype.kind != "O"
 
 
 def restore(ds: xr.Dataset, node: Mapping[str, Any]) -> xr.Dataset:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from memories_geo.errors import OptionError
 from memories_geo.formats.zarr.cf import DATAARRAY_VARIABLE, restore
+from memories_geo.formats.zarr.checked import checked_store
 from memories_geo.formats.zarr.select import select_dataset, select_tree, select_variables
 from memories_geo.formats.zarr.store import zarr_store
 
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["open_version"]
 
 
-def open_version(location: Location, object_info: Mapping[str, Any], request: OpenRequest) -> Any:
+def open_version(
+    location: Location, object_info: Mapping[str, Any], request: OpenRequest, *, checked: bool = True
+) -> Any:
     """Open the Zarr group at ``location`` (dask-backed) and restrict it to ``request``.
 
     Parameters
@@ -29,6 +32,9 @@ def open_version(location: Location, object_info: Mapping[str, Any], request: Op
     request : OpenRequest
         ``bbox``, ``time`` and ``columns`` (data variables of a Dataset); option
         ``chunks`` (default ``{}``: the stored chunks, or shards).
+    checked : bool
+        Refuse to read a chunk the version's manifest lists and the store lacks
+        (default). ``False`` for a version still being written, which has no manifest.
 
     Returns
     -------
@@ -42,6 +48,9 @@ def open_version(location: Location, object_info: Mapping[str, Any], request: Op
         x/y coordinates / a datetime dimension.
     FormatError
         A column that is not stored, or a bbox or time range that selects nothing.
+    ChecksumMismatchError
+        When data is read (not on open): a chunk the version was written with is gone
+        from the store (see :mod:`memories_geo.formats.zarr.checked`).
     """
     import xarray as xr
 
@@ -53,7 +62,7 @@ def open_version(location: Location, object_info: Mapping[str, Any], request: Op
             f"columns= selects data variables of a Dataset; this is a {kind}"
             + ("; select nodes of the opened tree instead" if kind == "DataTree" else "")
         )
-    store = zarr_store(location, read_only=True)
+    store: Any = checked_store(location) if checked else zarr_store(location, read_only=True)
     if kind == "DataTree":
         tree = xr.open_datatree(store, engine="zarr", chunks=chunks, consolidated=True)
         datasets = {

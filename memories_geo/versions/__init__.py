@@ -13,32 +13,45 @@ is gone.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
+from memories_geo.audit_log import new_record, read_journal, write_journal
 from memories_geo.backends.base import Capability, Location, require
-from memories_geo.catalog import Catalog, StagedVersion, version_row
-from memories_geo.config import StorageConfig
-from memories_geo.errors import FormatError, MemoriesError
+from memories_geo.catalog import Catalog, StagedVersion
+from memories_geo.config import StorageConfig, redact_text
+from memories_geo.errors import MemoriesError, ReadOnlyError, TierUnavailableError
 from memories_geo.events import emit
-from memories_geo.formats.registry import get_format
+from memories_geo.formats.registry import formats_needing, get_format
 from memories_geo.integrity import raise_for_problems, stat_fingerprint, verify_manifest_stat
 from memories_geo.progress import progress_bar
 from memories_geo.query import COMMON_OPEN_OPTIONS, check_options, open_request
 from memories_geo.records import read_record_rows, record_path, write_record
 from memories_geo.resolve import SavePlan, TierRouter
+from memories_geo.versions.archive import (
+    RestoreStatus,
+    apply_tier_policies,
+    check_deletable,
+    check_lockable,
+    check_readable,
+    raise_if_archived,
+    request_restore,
+    restore_status,
+)
+from memories_geo.versions.commit import Commit
+from memories_geo.versions.orphans import STAGED_GRACE, staged_writer_gone, writer_gone
 
 if TYPE_CHECKING:
+    from memories_geo.backends.base import Backend
     from memories_geo.entry import Entry
-    from memories_geo.formats.base import Format, WriteResult
+    from memories_geo.formats.base import Format
 
-__all__ = ["Commit", "VersionStore", "open_version_store"]
+__all__ = ["STAGED_GRACE", "Commit", "VersionStore", "open_version_store"]
 
 logger = logging.getLogger(__name__)
+
 
 
 class VersionStore:
@@ -50,6 +63,9 @@ class VersionStore:
         The collection's configuration.
     catalog : Catalog, optional
         An open catalog (default: opened from ``config.catalog``).
+    read_only : bool
+        Refuse every operation that would change the collection
+        (:class:`~memories_geo.errors.ReadOnlyError`).
 
     Examples
     --------
@@ -57,10 +73,68 @@ class VersionStore:
     >>> store.verify_entries(store.catalog.current_entries())  # doctest: +SKIP
     """
 
-    def __init__(self, config: StorageConfig, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self, config: StorageConfig, catalog: Catalog | None = None, *, read_only: bool = False
+    ) -> None:
         self.config = config
         self.catalog = catalog if catalog is not None else Catalog(config.catalog)
         self.tiers = TierRouter(config)
+        self.read_only = read_only
+
+    # -- writes allowed, and the audit log -----------------------------------------------
+
+    def check_writable(self, operation: str) -> None:
+        """Raise :class:`~memories_geo.errors.ReadOnlyError` when the collection is read-only."""
+        if self.read_only:
+            raise ReadOnlyError(f"{operation} refused: this collection was opened read-only (read_only=True)")
+
+    @property
+    def journal_store(self) -> Backend | None:
+        """The store of the journal and checkpoint manifests (:meth:`TierRouter.primary_store`)."""
+        return self.tiers.primary_store()
+
+    def audit(
+        self, operation: str, *, key: str | None = None, version: int | None = None,
+        outcome: str = "ok", detail: str = "",
+    ) -> None:
+        """Append an operation that moves no pointer to the audit log and the journal."""
+        record = new_record(operation, key=key, version=version, outcome=outcome, detail=detail)
+        self.catalog.append_audit(record)
+        self.journal(record)
+
+    def journal(self, record: Mapping[str, Any]) -> None:
+        """Write a numbered audit record to the journal (a failure is logged, not raised)."""
+        store = self.journal_store
+        if store is None:
+            return
+        try:
+            write_journal(store, record)
+        except (OSError, MemoriesError) as exc:
+            logger.warning("could not write audit record %s to the journal: %s", record.get("seq"),
+                           redact_text(str(exc)))
+
+    def journal_records(self) -> list[dict[str, Any]]:
+        """Every journal record, in sequence order (empty without a file tier)."""
+        store = self.journal_store
+        return [] if store is None else read_journal(store)
+
+    def restore_pointers(
+        self, pins: Mapping[str, str], *, operation: str = "restore", detail: str = ""
+    ) -> None:
+        """Make the current versions exactly ``pins`` (``key -> version_id``), audited, then publish.
+
+        Keys absent from ``pins`` disappear (their versions are retired, not deleted).
+        """
+        self.check_writable(operation)
+        before = self.catalog.current_entries()
+        record = new_record(operation, detail=detail)
+        self.catalog.restore_pointers(pins, audit=record)
+        self.journal(record)
+        for entry in before:
+            if entry.key not in pins:
+                self.unpublish(entry)
+        for entry in self.catalog.current_entries():
+            self.publish(entry)
 
     # -- places ------------------------------------------------------------------------
 
@@ -87,10 +161,13 @@ class VersionStore:
         Returns
         -------
         Entry or dask.delayed.Delayed
-            The committed entry, or with ``plan.options.compute=False`` and a format
-            that defers its bulk write, a delayed object that writes and commits.
+            The committed entry, or with ``plan.options.compute=False`` a delayed
+            object that commits when computed (after the bulk write, for a format that
+            defers it); until then the key is not in the catalog.
         """
+        self.check_writable(f"saving {plan.key!r}")
         require(plan.backend, Capability.WRITES, f"saving on tier {plan.tier!r}")
+        check_lockable(self, plan.tier)
         location = Location(plan.backend, plan.path)
         staged = self.catalog.stage(
             key=plan.key, version_id=plan.version_id, tier=plan.tier, format=plan.format.name,
@@ -106,28 +183,86 @@ class VersionStore:
         if result.pending is None:
             emit("save.written", key=plan.key, tier=plan.tier, format=plan.format.name,
                  bytes=result.size_bytes)
-        if plan.options.compute or result.pending is None:
-            entry = commit(result)
-            if plan.options.compute:
-                return entry
-            import dask
-
-            return dask.delayed(entry, traverse=False)
+        if plan.options.compute:
+            return commit(result)
         import dask
 
+        if result.pending is None:
+            return dask.delayed(commit, pure=False)(result)
         return dask.delayed(commit.after_pending, pure=False)(result.pending, result)
 
     def publish(self, entry: Entry) -> None:
-        """Let a format that keeps a stable name (a database view) point it at ``entry``."""
+        """Let a format that keeps a stable name (a database view) point it at ``entry``.
+
+        The format checks, under its own lock, that ``entry`` is still the catalog's
+        current version, so a slow writer never publishes a superseded version.
+        """
         publish = getattr(get_format(entry.format), "publish", None)
         if publish is not None:
-            publish(self.location(entry), entry.key)
+            publish(self.location(entry), entry.key, is_current=lambda: self.catalog.is_current(entry))
+
+    def republish(self) -> list[str]:
+        """Make stable names (views) agree with the catalog; return the keys repaired.
+
+        Drops the views of keys the catalog no longer has on that tier (a deletion or a
+        restore interrupted before its views were dropped), then re-points every view
+        that does not show its key's current version.
+        """
+        current = {e.key: e for e in self.catalog.current_entries()}
+        repaired = []
+        for tier, fmt in self._publishing_formats():
+            backend = self.tiers.backend(tier)
+            for key in fmt.published_keys(backend):
+                if key not in current or current[key].tier != tier:
+                    fmt.unpublish(backend, key)
+                    repaired.append(key)
+        for entry in current.values():
+            is_published = getattr(get_format(entry.format), "is_published", None)
+            if is_published is not None and not is_published(self.location(entry), entry.key):
+                self.publish(entry)
+                repaired.append(entry.key)
+        if repaired:
+            logger.info("re-published %d key(s) whose view lagged the catalog: %s", len(repaired), repaired)
+        return repaired
+
+    def _publishing_formats(self) -> list[tuple[str, Any]]:
+        """``(tier, format)`` pairs of formats that keep stable names on table tiers."""
+        names: dict[str, set[str]] = {}
+        for entry in self.catalog.all_versions(include_retired=True):
+            names.setdefault(entry.tier, set()).add(entry.format)
+        pairs = []
+        for tier in self.tiers.names:
+            if Capability.TABLES not in self.tiers.backend(tier).capabilities:
+                continue
+            for name in sorted(names.get(tier, set()) | set(formats_needing(Capability.TABLES))):
+                fmt = get_format(name)
+                if hasattr(fmt, "published_keys") and hasattr(fmt, "unpublish"):
+                    pairs.append((tier, fmt))
+        return pairs
 
     def unpublish(self, entry: Entry) -> None:
         """Remove the stable name a format keeps for ``entry``'s key, if any."""
         unpublish = getattr(get_format(entry.format), "unpublish", None)
         if unpublish is not None:
             unpublish(self.tiers.backend(entry.tier), entry.key)
+
+    def move(self, entry: Entry, tier: str, *, on_bytes: Callable[[int], object] | None = None) -> Entry:
+        """Move a stored version to ``tier`` byte for byte, verified (:func:`~.move.move_version`)."""
+        from memories_geo.versions.move import move_version
+
+        return move_version(self, entry, tier, on_bytes=on_bytes)
+
+    def apply_tier_policies(self, location: Location, tier: str) -> None:
+        """Give a written version its tier's storage class and retention (before its commit)."""
+        apply_tier_policies(self, location, tier)
+
+    def request_restore(self, entry: Entry, *, days: int = 7, tier: str = "standard") -> RestoreStatus:
+        """Ask the store to restore an archived version for ``days`` (see :mod:`.archive`)."""
+        return request_restore(self, entry, days=days, tier=tier)
+
+    def restore_status(self, entry: Entry) -> RestoreStatus:
+        """Where an archived version stands: archived, restoring, restored (until when) or online."""
+        return restore_status(self, entry)
 
     def delete_stored(self, fmt: Format, location: Location) -> None:
         """Delete a version's data, then its record."""
@@ -143,19 +278,28 @@ class VersionStore:
 
     # -- open ------------------------------------------------------------------------------
 
-    def open(self, entry: Entry, **query: Any) -> Any:
+    def open(self, entry: Entry, *, verify: bool = False, **query: Any) -> Any:
         """Open a stored version through its format, applying the one ``open`` contract.
 
         ``query`` holds ``bbox``, ``bbox_crs``, ``time``, ``columns`` and the format's own
         keywords; anything else raises :class:`~memories_geo.errors.OptionError` listing
-        the accepted keywords.
+        the accepted keywords. ``verify=True`` re-hashes the version's stored bytes
+        against its manifest first and raises
+        :class:`~memories_geo.errors.ChecksumMismatchError` naming every problem.
         """
+        if verify:
+            self.verify([entry])
+        check_readable(self, entry)
         fmt = get_format(entry.format)
         own = {k: v for k, v in query.items() if k not in COMMON_OPEN_OPTIONS}
         check_options(own, [*COMMON_OPEN_OPTIONS, *fmt.open_options], f"open() of a {fmt.name} entry")
         common = {k: v for k, v in query.items() if k in COMMON_OPEN_OPTIONS}
         request = open_request(**common, options=own)
-        obj = fmt.open(self.location(entry), entry.object_info, request)
+        try:
+            obj = fmt.open(self.location(entry), entry.object_info, request)
+        except PermissionError as exc:
+            raise_if_archived(self, entry, exc)
+            raise
         self.catalog.touch(entry)
         return obj
 
@@ -166,13 +310,18 @@ class VersionStore:
 
         Versions pinned by a checkpoint are retired, not purged.
         """
+        self.check_writable(f"deleting {key!r}")
+        record = new_record("delete" if version is None else "delete_version", key=key, version=version)
+        doomed = self.catalog.versions(key) if version is None else [self.catalog.get(key, version)]
+        check_deletable(self, doomed, f"deleting {key!r}" + ("" if version is None else f" v{version}"))
         if version is None:
             current = self.catalog.current(key)
-            entries, purge = self.catalog.remove_key(key)
+            entries, purge = self.catalog.remove_key(key, audit=record)
             self.unpublish(current)
         else:
-            entry, gone = self.catalog.remove_version(key, version)
+            entry, gone = self.catalog.remove_version(key, version, audit=record)
             entries, purge = [entry], [entry] if gone else []
+        self.journal(record)
         self.purge(purge)
         if version is None:
             logger.info("deleted %s (%d version(s))", key, len(entries))
@@ -189,10 +338,12 @@ class VersionStore:
 
     def verify(self, entries: Sequence[Entry]) -> None:
         """Re-hash ``entries`` and raise :class:`ChecksumMismatchError` naming every problem."""
-        problems = [p for found in self.verify_entries(entries).values() for p in found]
+        found = self.verify_entries(entries)
+        problems = [p for problems in found.values() for p in problems]
+        failed = sum(1 for problems in found.values() if problems)
         logger.info("verified %d version(s) (%d bytes): %s", len(entries), sum(e.size_bytes for e in entries),
-                    f"{len(problems)} problem(s)" if problems else "intact")
-        raise_for_problems(f"{len(entries)} version(s)", problems)
+                    f"{len(problems)} problem(s) in {failed} version(s)" if problems else "intact")
+        raise_for_problems(f"{failed} of {len(entries)} version(s)", problems)
 
     def verify_entries(self, entries: Sequence[Entry], *, quick: bool = False) -> dict[str, list[str]]:
         """Problems of each stored version, by version id (an empty list when intact).
@@ -238,37 +389,56 @@ class VersionStore:
 
     # -- recovery -------------------------------------------------------------------------
 
-    def recover_orphans(self) -> list[str]:
-        """Remove staged versions whose writer is gone, and stored versions the catalog lacks.
+    def recover_orphans(self, *, grace: timedelta = STAGED_GRACE) -> list[str]:
+        """Remove what no committed version owns, and re-publish views that lag the catalog.
 
-        Safe while other processes write: a staged version whose writing process is
-        still alive on this host is left alone.
+        Removes staged versions whose writer is gone (a process on this host that no
+        longer runs, or one on another host that staged more than ``grace`` ago), and
+        stored versions the catalog does not know. Safe while other processes write:
+        each tier is listed *before* the catalog is read, and a writer stages its
+        version in the catalog before writing any file, so a write in progress is
+        always known by the time its files can be seen. Tiers that cannot be reached
+        are skipped with a warning.
 
         Returns
         -------
         list of str
             Display URLs of what was removed.
         """
+        self.check_writable("recover")
         removed = []
         for staged in self.catalog.staged_versions():
-            if _writer_alive(staged.writer):
+            if not staged_writer_gone(staged, grace):
                 continue
             location = self.location(staged)
             self.delete_stored(get_format(staged.format), location)
             self.catalog.discard(staged)
             removed.append(location.url)
-        known = self.catalog.stored_paths()
+        republished = self.republish()
+        for move in self.catalog.pending_moves():
+            if writer_gone(move.writer, move.started_at, grace):
+                self.catalog.forget_move(move.version_id)
+        listed = {}
         for tier in self.tiers.names:
             backend = self.tiers.backend(tier)
             if Capability.LISTING not in backend.capabilities:
                 continue
-            for path in dict.fromkeys(backend.version_paths()):
+            try:
+                listed[tier] = (backend, list(dict.fromkeys(backend.version_paths())))
+            except (TierUnavailableError, OSError) as exc:
+                logger.warning("recover: skipping tier %r, which cannot be listed: %s", tier,
+                               redact_text(str(exc)))
+        known = self.catalog.stored_paths()
+        for tier, (backend, paths) in listed.items():
+            for path in paths:
                 if (tier, path) not in known:
                     backend.remove(path)
                     backend.remove(record_path(path))
                     removed.append(backend.url_for(path))
         self.write_missing_records()
-        logger.info("recovered: removed %d orphan(s)", len(removed))
+        summary = f"removed {len(removed)} orphan(s), re-published {len(republished)} view(s)"
+        self.audit("recover", detail=summary)
+        logger.info("recovered: %s", summary)
         return removed
 
     def write_missing_records(self) -> None:
@@ -291,57 +461,6 @@ class VersionStore:
         return rows
 
 
-class Commit:
-    """The verify -> record -> commit -> publish steps of a save, runnable now or after a dask write."""
-
-    def __init__(
-        self, store: VersionStore, fmt: Format, location: Location, staged: StagedVersion,
-        attrs: dict[str, Any], tags: tuple[str, ...], exclusive: bool,
-    ) -> None:
-        self.store, self.fmt, self.location, self.staged = store, fmt, location, staged
-        self.attrs, self.tags, self.exclusive = attrs, tags, exclusive
-
-    def __call__(self, result: WriteResult) -> Entry:
-        """Record and commit a finished write; return the new current entry."""
-        try:
-            if not result.manifest.files:
-                raise FormatError(f"format {self.fmt.name!r} wrote nothing for {self.staged.key!r}")
-            row = version_row(
-                self.staged, uri=self.location.url, footprint=result.footprint,
-                manifest=result.manifest, object_info=result.object_info,
-                attrs=self.attrs, tags=self.tags,
-            )
-            write_record(self.location.backend, self.location.path, row)
-            emit("save.verified", key=self.staged.key, tier=self.staged.tier)
-            entry = self.store.catalog.commit(self.staged, row, exclusive=self.exclusive)
-        except BaseException as exc:
-            self.fail(exc)
-        emit("save.committed", key=entry.key, version=entry.version, tier=entry.tier,
-             format=entry.format, bytes=entry.size_bytes)
-        self.store.publish(entry)
-        emit("save.published", key=entry.key, version=entry.version)
-        logger.info("saved %s v%d (%s on %s, %d bytes)", entry.key, entry.version, entry.format,
-                    entry.tier, entry.size_bytes)
-        return entry
-
-    def after_pending(self, _: Any, result: WriteResult) -> Entry:
-        """Run once the pending write has been computed."""
-        try:
-            manifest = self.fmt.manifest(self.location)
-        except BaseException as exc:
-            self.fail(exc)
-        emit("save.written", key=self.staged.key, tier=self.staged.tier, format=self.fmt.name,
-             bytes=manifest.size_bytes)
-        return self(replace(result, manifest=manifest, pending=None))
-
-    def fail(self, exc: BaseException) -> NoReturn:
-        """Remove what was staged and re-raise (library errors as they are)."""
-        self.store.abandon(self.fmt, self.location, self.staged)
-        if isinstance(exc, MemoriesError | ValueError | TypeError | KeyboardInterrupt):
-            raise exc
-        raise FormatError(f"writing {self.staged.key!r} as {self.fmt.name} failed: {exc}") from exc
-
-
 def open_version_store(storage: Any) -> VersionStore:
     """The one normaliser from "anything naming a collection" to its :class:`VersionStore`.
 
@@ -355,18 +474,3 @@ def open_version_store(storage: Any) -> VersionStore:
     if isinstance(store, VersionStore):
         return store
     return VersionStore(StorageConfig.from_any(storage))
-
-
-def _writer_alive(writer: str) -> bool:
-    host, _, pid = writer.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

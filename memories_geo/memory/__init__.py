@@ -8,14 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 from memories_geo.config import StorageConfig, redact_url
 from memories_geo.entry import Entry, EntryList, entries_to_frame
+from memories_geo.errors import OptionError
 from memories_geo.keys import validate_key
+from memories_geo.memory.lifecycle import LifecycleMixin
 from memories_geo.provenance import attach_source, source_of, without_source
-from memories_geo.query import normalize_bbox, normalize_time
+from memories_geo.query import iso_utc, normalize_bbox, normalize_time
 from memories_geo.resolve import Resolver
 from memories_geo.types import CompressionLevel, Kind, Mode
 from memories_geo.versions import VersionStore
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from memories_geo.catalog import Catalog
     from memories_geo.checkpoints import CheckpointManager
     from memories_geo.monitor.plot import MemoryPlots
@@ -23,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Memory"]
 
-class Memory:
+class Memory(LifecycleMixin):
     """A collection of stored geospatial objects.
 
     Parameters
@@ -37,6 +41,11 @@ class Memory:
         under ``$MEMORIES_GEO_HOME`` or ``./.memories``).
     storage_options : mapping, optional
         fsspec options (endpoint, credentials) for a remote home URL. Never shown.
+    read_only : bool
+        Refuse every operation that would change the collection (save, delete,
+        recover, checkpoint save/restore/delete) with
+        :class:`~memories_geo.errors.ReadOnlyError`; reading, searching and
+        verifying work as usual.
 
     Raises
     ------
@@ -57,10 +66,16 @@ class Memory:
         config: StorageConfig | str | os.PathLike[str] | None = None,
         *,
         storage_options: Mapping[str, Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         self.config = StorageConfig.from_any(config, storage_options=storage_options)
-        self.version_store = VersionStore(self.config)
+        self.version_store = VersionStore(self.config, read_only=read_only)
         self.resolver = Resolver(self.version_store.catalog, self.version_store.tiers)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this collection refuses changes."""
+        return self.version_store.read_only
 
     @property
     def catalog(self) -> Catalog:
@@ -177,6 +192,7 @@ class Memory:
         bbox_crs: Any = None,
         time: Any = None,
         columns: Sequence[str] | str | None = None,
+        verify: bool = False,
         **format_options: Any,
     ) -> Any:
         """Open the current (or a given) version of ``key``, lazily where the format allows.
@@ -200,6 +216,11 @@ class Memory:
             (``"2024-03"`` is all of March 2024).
         columns : list of str, optional
             Columns of a table, or data variables of a Dataset.
+        verify : bool
+            Re-hash every stored byte of the version against its manifest before
+            opening (cost: one full read; cheap for small objects). Without it,
+            ``open`` checks what the format checks on read (a missing Zarr chunk
+            raises), not the checksums.
         **format_options
             Format-specific keywords, e.g. ``chunks=`` (Zarr, COG), ``overview_level=``
             (COG), ``filters=`` (GeoParquet), ``where=`` (PostGIS).
@@ -214,14 +235,20 @@ class Memory:
         ------
         KeyNotFoundError
             No such key or version.
+        ChecksumMismatchError
+            With ``verify=True``, when a stored file is missing or changed.
         OptionError
             A keyword the format does not take (the message lists the accepted ones).
         ValueError
             A malformed bbox or time.
         """
         entry = self.catalog.get(validate_key(key), version)
+        if self.config.lifecycle and version is None:
+            from memories_geo.lifecycle.policies import promote_on_access
+
+            entry = promote_on_access(self.version_store, entry) or entry
         obj = self.version_store.open(
-            entry, bbox=bbox, bbox_crs=bbox_crs, time=time, columns=columns, **format_options
+            entry, verify=verify, bbox=bbox, bbox_crs=bbox_crs, time=time, columns=columns, **format_options
         )
         return attach_source(obj, {"key": entry.key, "version": entry.version})
 
@@ -339,17 +366,69 @@ class Memory:
         return entries
 
     def recover(self) -> list[str]:
-        """Remove orphans: staged versions whose writer is gone, and unreferenced version files.
+        """Remove orphans and repair what a crash left half done.
 
+        Removes staged versions whose writer is gone, unreferenced version files and
+        checkpoint manifests never committed; finishes checkpoint manifests whose
+        catalog row was committed; re-points views (PostGIS) that lag the catalog.
         Safe while other processes write: a staged version whose writing process is
-        still alive on this host is left alone.
+        still alive on this host (or, on another host, staged less than
+        :data:`~memories_geo.versions.STAGED_GRACE` ago) is left alone.
 
         Returns
         -------
         list of str
             Display URLs of what was removed.
         """
-        return self.version_store.recover_orphans()
+        removed = self.version_store.recover_orphans()
+        return removed + self.checkpoints.recover_orphans()
+
+    def audit(
+        self,
+        key: str | None = None,
+        *,
+        operation: str | None = None,
+        outcome: str | None = None,
+        user: str | None = None,
+        since: Any = None,
+        until: Any = None,
+    ) -> pd.DataFrame:
+        """The audit log: every operation that changed this collection, oldest first.
+
+        Parameters
+        ----------
+        key : str, optional
+            Only records of this key (a glob such as ``"era5/*"`` works).
+        operation : str, optional
+            One of :data:`memories_geo.audit_log.OPERATIONS` (``"save"``, ``"delete"``,
+            ``"restore"``, ``"checkpoint.save"``, ...).
+        outcome : {"ok", "error"}, optional
+        user : str, optional
+            Operating-system user name.
+        since, until : str or datetime, optional
+            Time window (UTC; ``until`` exclusive).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``seq, at, user, host, pid, operation, key, version, version_id,
+            outcome, detail``; never credentials.
+
+        Examples
+        --------
+        >>> mem.audit("era5/*", operation="delete")  # doctest: +SKIP
+        """
+        from memories_geo.audit_log import OPERATIONS, audit_frame
+
+        if operation is not None and operation not in OPERATIONS:
+            raise OptionError(f"unknown operation {operation!r}; valid: {list(OPERATIONS)}")
+        if outcome is not None and outcome not in ("ok", "error"):
+            raise OptionError(f"unknown outcome {outcome!r}; valid: ['ok', 'error']")
+        rows = self.catalog.audit_rows(
+            key=key, operation=operation, outcome=outcome, user=user, since=iso_utc(since),
+            until=iso_utc(until),
+        )
+        return audit_frame(rows)
 
     # -- display ---------------------------------------------------------------------
 

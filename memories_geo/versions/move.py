@@ -1,0 +1,215 @@
+"""Moving a stored version to another tier: copy, verify, re-point, then delete the source.
+
+The version keeps its id and number (checkpoints that pin it follow it); only where it is
+stored changes. Steps, each safe to interrupt:
+
+1. the catalog records the move (its destination counts as known, so ``recover()``
+   leaves a copy in progress alone);
+2. the files are copied byte for byte (server-side when both tiers are on the same
+   object store), hashed as they stream, skipped when a verified copy is already there
+   (a resumed move);
+3. the copy is checked against the version's manifest: the bytes read must hash to it,
+   and the destination must hold them (sizes, and the MD5 an object store reports;
+   files no such check covers are read back and re-hashed);
+4. the version's record is written beside the copy, and one catalog transaction points
+   the version at the copy and appends a ``migrate`` audit record;
+5. the source files are deleted (an interruption leaves unreferenced files that
+   ``recover()`` removes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import xxhash
+
+from memories_geo.audit_log import new_record
+from memories_geo.backends.base import Capability, Location, require
+from memories_geo.config import redact_text
+from memories_geo.integrity import raise_for_problems, verify_manifest
+from memories_geo.records import record_path, write_record
+from memories_geo.versions.archive import check_deletable
+
+if TYPE_CHECKING:
+    from memories_geo.entry import Entry
+    from memories_geo.integrity import Manifest
+    from memories_geo.versions import VersionStore
+
+__all__ = ["COPY_BLOCK", "CopiedFile", "copy_problems", "copy_version_files", "move_version"]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes read and written at a time when streaming a file between two stores.
+COPY_BLOCK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CopiedFile:
+    """One file as it was streamed: where it went, its size, its xxh3 and MD5 digests."""
+
+    relative: str
+    target: str
+    size: int
+    digest: str | None
+    md5: str | None
+
+
+def copy_version_files(
+    source: Location, dest: Location, manifest: Manifest, *, on_bytes: Callable[[int], object] | None = None,
+    max_workers: int = 8,
+) -> list[CopiedFile]:
+    """Copy the files ``manifest`` lists from ``source`` to ``dest``.
+
+    Within one object store that copies server-side, files are copied there (no digest
+    is taken); otherwise each is streamed in :data:`COPY_BLOCK` pieces, several files at
+    once, and hashed on the way (the manifest's xxh3, and MD5 to compare with what an
+    object store reports).
+    """
+    src_fs, dst_fs = source.fs, dest.fs
+    single = src_fs.isfile(source.full_path)
+    pairs = [
+        (rel, source.full_path, dest.full_path) if single
+        else (rel, posixpath.join(source.full_path, rel), posixpath.join(dest.full_path, rel))
+        for rel in manifest.files
+    ]
+    same_store = (
+        Capability.SERVER_SIDE_COPY in source.backend.capabilities
+        and getattr(source.backend, "protocol", None) == getattr(dest.backend, "protocol", None)
+        and getattr(source.backend, "endpoint", None) == getattr(dest.backend, "endpoint", None)
+    )
+
+    def copy(pair: tuple[str, str, str]) -> CopiedFile:
+        rel, src, dst = pair
+        parent = posixpath.dirname(dst)
+        if parent:
+            dst_fs.makedirs(parent, exist_ok=True)
+        if same_store:
+            src_fs.copy(src, dst)
+            copied = CopiedFile(rel, dst, manifest.files[rel].size, None, None)
+        else:
+            digest, md5, size = xxhash.xxh3_128(), hashlib.md5(usedforsecurity=False), 0
+            with src_fs.open(src, "rb") as reader, dst_fs.open(dst, "wb") as writer:
+                while block := reader.read(COPY_BLOCK):
+                    digest.update(block)
+                    md5.update(block)
+                    size += len(block)
+                    writer.write(block)
+            copied = CopiedFile(rel, dst, size, digest.hexdigest(), md5.hexdigest())
+        if on_bytes is not None:
+            on_bytes(copied.size)
+        return copied
+
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        return list(pool.map(copy, pairs))
+
+
+def copy_problems(dest: Location, manifest: Manifest, copied: list[CopiedFile]) -> list[str]:
+    """Problems of a copy: what was read differs from the manifest, or the store holds other bytes.
+
+    What was read is checked against the manifest's digests as it streamed. What the
+    destination holds is checked from one listing: sizes everywhere, and the MD5 an
+    object store reports (an S3 ETag of a single-part upload) where it reports one; a
+    local copy is checked by size; any file neither check covers is read back and
+    re-hashed.
+    """
+    problems = [
+        f"{c.relative}: read {c.size} bytes with digest {c.digest}, the manifest says "
+        f"{manifest.files[c.relative].size} bytes with {manifest.files[c.relative].digest}"
+        for c in copied
+        if c.digest is not None and (c.size, c.digest) != (manifest.files[c.relative].size,
+                                                           manifest.files[c.relative].digest)
+    ]
+    if problems:
+        return problems
+    fs = dest.fs
+    listing = fs.find(dest.full_path, detail=True) if not fs.isfile(dest.full_path) else {
+        dest.full_path: fs.info(dest.full_path)}
+    listed = {fs._strip_protocol(path): info for path, info in listing.items()}
+    local = Capability.FILES in dest.backend.capabilities and getattr(dest.backend, "protocol", "") == "file"
+    unchecked = False
+    for c in copied:
+        info = listed.get(fs._strip_protocol(c.target))
+        if info is None:
+            problems.append(f"{c.relative}: missing after the copy")
+            continue
+        if int(info.get("size", -1)) != c.size:
+            problems.append(f"{c.relative}: {info.get('size')} bytes stored, {c.size} copied")
+            continue
+        etag = str(info.get("ETag", info.get("etag", ""))).strip('"')
+        if c.md5 is not None and etag and "-" not in etag:
+            if etag != c.md5:
+                problems.append(f"{c.relative}: the store holds MD5 {etag}, {c.md5} was copied")
+        elif not (local and c.md5 is not None):
+            unchecked = True
+    if unchecked and not problems:
+        problems = verify_manifest(fs, dest.full_path, manifest)
+    return problems
+
+
+def move_version(
+    store: VersionStore, entry: Entry, tier: str, *, on_bytes: Callable[[int], object] | None = None
+) -> Entry:
+    """Move one stored version to ``tier``; return its entry there (same id and number).
+
+    Raises
+    ------
+    ReadOnlyError
+        The collection is read-only.
+    TierUnavailableError
+        A tier cannot be reached, or does not hold files (database tiers convert
+        through a save instead).
+    ChecksumMismatchError
+        The source fails its manifest, or the copy does not match it (the copy is
+        removed; the version stays where it was).
+    """
+    if entry.tier == tier:
+        return entry
+    store.check_writable(f"moving {entry.key!r}")
+    source = store.location(entry)
+    dest = Location(store.tiers.backend(tier), entry.path)
+    require(source.backend, Capability.FILES, f"moving {entry.key!r} byte for byte from tier {entry.tier!r}")
+    require(dest.backend, Capability.FILES, f"moving {entry.key!r} byte for byte to tier {tier!r}")
+    require(dest.backend, Capability.WRITES, f"moving {entry.key!r} to tier {tier!r}")
+    check_deletable(store, [entry], f"moving {entry.key!r} v{entry.version} off tier {entry.tier!r}")
+    manifest = store.catalog.manifest(entry)
+    move = store.catalog.begin_move(entry.version_id, tier, entry.path, dest.url)
+    wrote = False
+    try:
+        copied = 0
+        if verify_manifest(dest.fs, dest.full_path, manifest):
+            wrote = True
+            dest.backend.remove(entry.path)
+            files = copy_version_files(source, dest, manifest, on_bytes=on_bytes)
+            copied = sum(f.size for f in files)
+            raise_for_problems(f"the copy of {entry.key} v{entry.version} to tier {tier!r}",
+                               copy_problems(dest, manifest, files))
+        elif on_bytes is not None:
+            on_bytes(manifest.size_bytes)
+        wrote = True
+        store.apply_tier_policies(dest, tier)
+        row = store.catalog.export_rows([entry.version_id])[0]
+        write_record(dest.backend, entry.path, {**row, "tier": tier, "uri": dest.url})
+        record = new_record("migrate", detail=f"{entry.tier} -> {tier}, {copied} bytes copied")
+        moved = store.catalog.finish_move(move, audit=record)
+    except BaseException:
+        store.catalog.forget_move(entry.version_id)
+        if wrote:
+            dest.backend.remove(entry.path)
+            dest.backend.remove(record_path(entry.path))
+        raise
+    store.journal(record)
+    try:
+        source.backend.remove(entry.path)
+        source.backend.remove(record_path(entry.path))
+    except Exception as exc:
+        logger.warning("moved %s v%d to %s; its old files stay until recover(): %s", entry.key, entry.version,
+                       tier, redact_text(str(exc)))
+    logger.info("moved %s v%d from %s to %s (%d bytes copied)", entry.key, entry.version, entry.tier, tier,
+                copied)
+    return moved
