@@ -470,7 +470,8 @@ def _images(cell: Any) -> int:
 
 
 def test_there_is_a_tutorial_per_capability() -> None:
-    assert {"rasters", "vectors", "tiers", "checkpoints", "distributed"} <= {p.stem for p in NOTEBOOKS}
+    wanted = {"rasters", "vectors", "tiers", "checkpoints", "distributed", "lifecycle"}
+    assert wanted <= {p.stem for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -84,10 +84,13 @@ def copy_version_files(
         and getattr(source.backend, "endpoint", None) == getattr(dest.backend, "endpoint", None)
     )
 
+    protocols = dst_fs.protocol if isinstance(dst_fs.protocol, tuple) else (dst_fs.protocol,)
+    needs_folders = bool({"file", "local", "memory"} & set(protocols))
+
     def copy(pair: tuple[str, str, str]) -> CopiedFile:
         rel, src, dst = pair
         parent = posixpath.dirname(dst)
-        if parent:
+        if parent and needs_folders:
             dst_fs.makedirs(parent, exist_ok=True)
         if same_store:
             src_fs.copy(src, dst)
@@ -182,9 +185,11 @@ def move_version(
     wrote = False
     try:
         copied = 0
-        if verify_manifest(dest.fs, dest.full_path, manifest):
+        there = dest.backend.exists(entry.path)
+        if not there or verify_manifest(dest.fs, dest.full_path, manifest):
             wrote = True
-            dest.backend.remove(entry.path)
+            if there:
+                dest.backend.remove(entry.path)
             files = copy_version_files(source, dest, manifest, on_bytes=on_bytes)
             copied = sum(f.size for f in files)
             raise_for_problems(f"the copy of {entry.key} v{entry.version} to tier {tier!r}",
