@@ -20,8 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "memories_geo"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
         ["errors", "types", "events", "keys", "kinds", "crs", "footprint", "query", "integrity",
-         "records", "config", "_jsonvalue", "provenance", "entry", "examples", "options", "progress",
-         "display", "storage_policy", "lifecycle_policy"], 0),
+         "records", "config", "_jsonvalue", "provenance", "entry", "examples", "options", "periodic",
+         "progress", "display", "storage_policy", "lifecycle_policy"], 0),
     "backends": 1,
     "formats": 2,
     "catalog": 3,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from memories_geo.backends.base import Backend, Capability, require
 from memories_geo.backends.registry import make_backend
 from memories_geo.checkpoints.manager import CheckpointManager
+from memories_geo.periodic import PeriodicTask
 from memories_geo.versions import VersionStore, open_version_store
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class MemoryPersistence:
         return f"MemoryPersistence(catalog={self.versions.catalog.path!s}, backup={self.backup!r})"
 
 
-class AutoPersistence:
+class AutoPersistence(PeriodicTask):
     """Checkpoint a collection every ``interval`` in a background thread.
 
     Each tick takes an ``"auto"`` checkpoint (skipped when nothing changed since the
@@ -144,6 +144,8 @@ class AutoPersistence:
     >>> auto.stop()  # doctest: +SKIP
     """
 
+    thread_name = "memories-geo-auto"
+
     def __init__(
         self,
         interval: str | float | timedelta = "1h",
@@ -158,43 +160,8 @@ class AutoPersistence:
         self.storage = storage if isinstance(storage, MemoryPersistence) else MemoryPersistence(storage)
         self.backup_count = backup_count
         self.name = name
-        self.runs = 0
-        self.failures = 0
-        self.last_error: BaseException | None = None
+        super().__init__()
         self.last_checkpoint: CheckpointInfo | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def is_running(self) -> bool:
-        """Whether the background thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> AutoPersistence:
-        """Start the background thread (idempotent); returns ``self``."""
-        if not self.is_running:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="memories-geo-auto", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 60) -> None:
-        """Ask the thread to stop and wait for it (a checkpoint under way completes)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def __enter__(self) -> AutoPersistence:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.run_once(raise_errors=False)
 
     def run_once(self, *, raise_errors: bool = True) -> CheckpointInfo | None:
         """Take one automatic checkpoint now (and rotate); return it.

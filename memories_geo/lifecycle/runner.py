@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from memories_geo.errors import ConfigError, OptionError
 from memories_geo.lifecycle.policies import apply_policies
 from memories_geo.lifecycle.status import MigrationPlan, MigrationStatus
 from memories_geo.lifecycle.units import parse_duration
+from memories_geo.periodic import PeriodicTask
 from memories_geo.versions import open_version_store
 
 __all__ = ["LifecycleRunner"]
@@ -28,8 +28,11 @@ __all__ = ["LifecycleRunner"]
 logger = logging.getLogger(__name__)
 
 
-class LifecycleRunner:
+class LifecycleRunner(PeriodicTask):
     """Apply a collection's ``[[lifecycle]]`` policies every ``interval`` in a background thread.
+
+    ``start()``, ``stop()``, ``is_running`` and the context manager come from
+    :class:`~memories_geo.periodic.PeriodicTask`; the first run is one interval away.
 
     Parameters
     ----------
@@ -66,6 +69,8 @@ class LifecycleRunner:
     >>> runner.stop()  # doctest: +SKIP
     """
 
+    thread_name = "memories-geo-lifecycle"
+
     def __init__(self, storage: Any = None, interval: str | float | timedelta = "1 hour", *,
                  max_workers: int = 4) -> None:
         self.interval = parse_duration(interval, name="interval").total_seconds()
@@ -78,45 +83,10 @@ class LifecycleRunner:
                 "the configuration has no scheduled lifecycle policy; add one to memories.toml, e.g. "
                 "[[lifecycle]] from = 'hot', to = 'warm', after = '30 days idle'"
             )
+        super().__init__()
         self.max_workers = max_workers
-        self.runs = 0
-        self.failures = 0
-        self.last_error: BaseException | None = None
         self.last_results: list[MigrationStatus] = []
         self.last_run_at: datetime | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def is_running(self) -> bool:
-        """Whether the background thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> LifecycleRunner:
-        """Start the background thread (idempotent); returns ``self``. The first run is one interval away."""
-        if not self.is_running:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="memories-geo-lifecycle", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 60) -> None:
-        """Ask the thread to stop and wait for it (a migration under way finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def __enter__(self) -> LifecycleRunner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.run_once(raise_errors=False)
 
     def run_once(self, *, raise_errors: bool = True) -> list[MigrationStatus]:
         """Apply every scheduled policy now; return the migrations that moved something.
