@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from html import escape
 from typing import Any
 
 from memories_geo.display import (
@@ -69,6 +70,9 @@ class Entry:
         What ``open`` needs to rebuild the Python type.
     version_id, path : str
         Storage identifiers (path relative to the tier root).
+    storage_class : str or None
+        Storage class (S3, GCS) or access tier (Azure) its objects were given; ``None``
+        where the tier has none.
     """
 
     key: str
@@ -94,6 +98,7 @@ class Entry:
     object_info: Mapping[str, Any] = field(default_factory=dict)
     version_id: str = ""
     path: str = ""
+    storage_class: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary of every field."""
@@ -117,19 +122,26 @@ class Entry:
         time = human_time_range(self.time_start, self.time_end, sep=" .. ")
         return (
             f"<memories_geo.Entry {self.key!r} v{self.version}>\n"
-            f"  tier={self.tier} format={self.format} kind={self.kind} size={human_size(self.size_bytes)}\n"
+            f"  tier={self.tier}{f' ({self.storage_class})' if self.storage_class else ''} "
+            f"format={self.format} kind={self.kind} size={human_size(self.size_bytes)}\n"
             f"  crs={self._crs_short} bbox(EPSG:4326)={format_bbox(self.bbox)}\n"
             f"  time={'none' if time == '—' else time} shape={dict(self.shape)}\n"
             f"  variables={_clip(self._variables_text, 70)}\n"
             f"  uri={self.uri}"
         )
 
+    @property
+    def _storage_class_html(self) -> str:
+        if not self.storage_class:
+            return ""
+        return f" <span class='mg-muted'>{escape(self.storage_class)}</span>"
+
     def _repr_html_(self) -> str:
         is_table = self.kind == "vector" or set(self.shape) == {"rows"}
         names = list(self.variables)
         swatch = Html(f"<span class='mg-swatch' style='background:{tier_color(self.tier)}'></span>")
         sections = [
-            row("tier", Html(swatch + span(self.tier))),
+            row("tier", Html(swatch + span(self.tier) + self._storage_class_html)),
             row("format", f"{self.format} ({self.kind})"),
             row("CRS", self._crs_short, title=self.crs),
             row("bbox", Html(span(format_bbox(self.bbox), cls="mg-mono") + " <span class='mg-muted'>"

@@ -39,6 +39,8 @@ POLICY_KEYS: Mapping[str, str] = {
     "after": "when: '30 days idle' (not opened for 30 days), '90 days old' or '90 days' (saved so long ago)",
     "on_access": "true: move a key as soon as it is opened on 'from' (promotion; no 'after')",
     "format": "convert to this format on the way, e.g. 'geoparquet' (scheduled policies only)",
+    "reencode": "true: rewrite keys with the destination tier's compression instead of copying bytes "
+                "(scheduled policies only)",
 }
 #: Selection criteria a policy takes, as :class:`~memories_geo.lifecycle.MigrationJob` does.
 CRITERIA_KEYS = ("key", "kinds", "tags", "min_size", "max_size", "last_accessed_before", "created_before")
@@ -123,6 +125,8 @@ class LifecyclePolicy:
         Further selection criteria (``kinds``, ``key``, ``tags``, ``min_size``...).
     format : str or None
         Convert to this format on the way.
+    reencode : bool
+        Rewrite keys with the destination tier's compression instead of copying bytes.
 
     Examples
     --------
@@ -140,6 +144,7 @@ class LifecyclePolicy:
     on_access: bool = False
     criteria: Mapping[str, Any] = field(default_factory=dict)
     format: str | None = None
+    reencode: bool = False
 
     @property
     def scheduled(self) -> bool:
@@ -162,6 +167,8 @@ class LifecyclePolicy:
             out["on_access"] = True
         if self.format is not None:
             out["format"] = self.format
+        if self.reencode:
+            out["reencode"] = True
         return {**out, **self.criteria}
 
     def describe(self) -> str:
@@ -170,6 +177,7 @@ class LifecyclePolicy:
         if self.after is not None:
             when = f" after {_after_text(self.after, self.idle)}"
         target = f" as {self.format}" if self.format else ""
+        target += " re-encoded" if self.reencode else ""
         criteria = ", ".join(f"{k}={v!r}" for k, v in self.criteria.items())
         criteria = f" ({criteria})" if criteria else ""
         return f"{self.source_tier} -> {self.destination_tier}{target}{when}{criteria}"
@@ -202,21 +210,25 @@ class LifecyclePolicy:
         fmt = raw.get("format")
         if fmt is not None and (not isinstance(fmt, str) or not fmt):
             raise ConfigError(f"{where}.format must be a format name such as 'geoparquet'; got {fmt!r}")
+        reencode = raw.get("reencode", False)
+        if not isinstance(reencode, bool):
+            raise ConfigError(f"{where}.reencode must be true or false; got {reencode!r}")
         criteria = {k: raw[k] for k in CRITERIA_KEYS if raw.get(k) is not None}
         _check_criteria(criteria, where)
         after, idle = (None, True)
         if raw.get("after") is not None:
             after, idle = parse_after(raw["after"], where=f"{where}.after")
-        if on_access and (after is not None or fmt is not None):
+        if on_access and (after is not None or fmt is not None or reencode):
             raise ConfigError(f"{where}: on_access = true moves a key when it is opened, byte for byte; "
-                              "it takes no 'after' or 'format' (write a scheduled policy for those)")
+                              "it takes no 'after', 'format' or 'reencode' (write a scheduled policy "
+                              "for those)")
         if after is not None and ("last_accessed_before" if idle else "created_before") in criteria:
             raise ConfigError(f"{where}: 'after' and {'last_accessed_before' if idle else 'created_before'} "
                               "say the same thing; keep one")
         if not on_access and after is None and not criteria:
             raise ConfigError(f"{where} would move every key of tier {tiers[0]!r} at every run; add "
                               "after = '30 days idle' (or a criterion), or on_access = true")
-        return cls(str(tiers[0]), str(tiers[1]), after, idle, on_access, criteria, fmt)
+        return cls(str(tiers[0]), str(tiers[1]), after, idle, on_access, criteria, fmt, reencode)
 
 
 def _check_criteria(criteria: Mapping[str, Any], where: str) -> None:

@@ -23,6 +23,7 @@ class Kind(StrEnum):
     RASTER = "raster"
     VECTOR = "vector"
     TIMESERIES = "timeseries"
+    ARRAY = "array"
 
 
 class CompressionLevel(StrEnum):

@@ -50,8 +50,10 @@ def test_a_glacier_tier_needs_a_restore_before_open(tmp_path, s3_service):
     url = f"{s3_service.url}/{uuid.uuid4().hex[:8]}"
     mem = _memory(tmp_path, url, s3_service.options, storage_class="glacier")
     layer = sample_vector()
-    mem.save(layer, "archive/countries", tier="cold")
+    saved = mem.save(layer, "archive/countries", tier="cold")
     assert _classes(s3_service, url) == {"GLACIER"}
+    assert saved.storage_class == mem.info("archive/countries").storage_class == "GLACIER"
+    assert "tier=cold (GLACIER)" in repr(saved)
     assert mem.restore_status("archive/countries").state == "archived"
     with pytest.raises(mg.RestoreRequiredError, match=r"mg.request_restore\('archive/countries'"):
         mem.open("archive/countries")
@@ -66,8 +68,12 @@ def test_a_move_to_a_glacier_tier_archives_every_object(tmp_path, s3_service):
     url = f"{s3_service.url}/{uuid.uuid4().hex[:8]}"
     mem = _memory(tmp_path, url, s3_service.options, storage_class="GLACIER")
     entry = mem.save(sample_vector(), "moving")
-    mem.version_store.move(entry, "cold")
+    assert entry.storage_class is None
+    moved = mem.version_store.move(entry, "cold")
     assert _classes(s3_service, url) == {"GLACIER"}
+    assert moved.storage_class == mem.info("moving").storage_class == "GLACIER"
+    back = mg.Memory(mem.config).info("moving")
+    assert (back.tier, back.storage_class) == ("cold", "GLACIER")
     with pytest.raises(mg.RestoreRequiredError):
         mem.open("moving")
 

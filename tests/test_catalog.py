@@ -277,18 +277,38 @@ def test_a_lost_bbox_index_is_rebuilt_on_open(stocked):
 
 def test_older_schemas_are_migrated_and_newer_ones_refused(catalog, monkeypatch):
     entry = save(catalog, "k")
-    monkeypatch.setattr(catalog_schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(catalog_schema, "MIGRATIONS", {1: ["ALTER TABLE versions ADD COLUMN extra TEXT"]})
+    newest = catalog_schema.SCHEMA_VERSION
+    monkeypatch.setattr(catalog_schema, "SCHEMA_VERSION", newest + 1)
+    monkeypatch.setattr(catalog_schema, "MIGRATIONS", {
+        **catalog_schema.MIGRATIONS, newest: ["ALTER TABLE versions ADD COLUMN extra TEXT"]})
     migrated = Catalog(catalog.path)
     assert migrated.current("k") == entry
     with sqlite3.connect(catalog.path) as con:
         columns = {row[1] for row in con.execute("PRAGMA table_info(versions)")}
         (version,) = con.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
     assert "extra" in columns
-    assert version == "2"
-    monkeypatch.setattr(catalog_schema, "SCHEMA_VERSION", 1)
-    with pytest.raises(mg.ConfigError, match=r"schema version 2.*upgrade memories_geo"):
+    assert version == str(newest + 1)
+    monkeypatch.setattr(catalog_schema, "SCHEMA_VERSION", newest)
+    with pytest.raises(mg.ConfigError, match=rf"schema version {newest + 1}.*upgrade memories_geo"):
         Catalog(catalog.path)
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["version-1", "unversioned"])
+def test_a_version_1_catalog_gains_the_storage_class_column(catalog, marked):
+    entry = save(catalog, "k")
+    with sqlite3.connect(catalog.path) as con:
+        con.execute("ALTER TABLE versions DROP COLUMN storage_class")
+        if marked:
+            con.execute("UPDATE meta SET value = '1' WHERE name = 'schema_version'")
+        else:
+            con.execute("DELETE FROM meta WHERE name = 'schema_version'")
+    migrated = Catalog(catalog.path)
+    assert migrated.current("k") == entry
+    assert entry.storage_class is None
+    with sqlite3.connect(catalog.path) as con:
+        assert "storage_class" in {row[1] for row in con.execute("PRAGMA table_info(versions)")}
+        (version,) = con.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    assert version == str(catalog_schema.SCHEMA_VERSION)
 
 
 def test_a_corrupt_file_raises_catalog_corrupt_error(tmp_path):

@@ -122,6 +122,10 @@ def test_policies_parse_from_dicts_and_objects(tmp_path: Path) -> None:
     assert parse_after(timedelta(days=2)) == (timedelta(days=2), False)
     policy = LifecyclePolicy.from_dict({**IDLE, "after": "1.5 days idle"})
     assert policy.describe() == "hot -> warm after 36 hours idle"
+    deep = LifecyclePolicy.from_dict({"from": "cold", "to": "glacier", "after": "1 year", "reencode": True})
+    assert deep.reencode
+    assert deep.describe() == "cold -> glacier re-encoded after 365 days old"
+    assert LifecyclePolicy.from_dict(deep.to_dict()) == deep
 
 
 @pytest.mark.parametrize(("policy", "message"), [
@@ -133,7 +137,9 @@ def test_policies_parse_from_dicts_and_objects(tmp_path: Path) -> None:
     ({**IDLE, "after": 30}, "after must be"),
     ({**IDLE, "when": "later"}, "unknown settings ['when']; accepted: from: "),
     ({"to": "warm", "after": "1 day"}, "needs 'from' and 'to'"),
-    ({**PROMOTE, "after": "1 day"}, "takes no 'after' or 'format'"),
+    ({**PROMOTE, "after": "1 day"}, "takes no 'after', 'format' or 'reencode'"),
+    ({**PROMOTE, "reencode": True}, "takes no 'after', 'format' or 'reencode'"),
+    ({"from": "hot", "to": "cold", "after": "1 day", "reencode": "yes"}, "reencode must be true or false"),
     ({**PROMOTE, "on_access": "yes"}, "on_access must be true or false"),
     ({"from": "hot", "to": "warm"}, "would move every key of tier 'hot' at every run"),
     ({**IDLE, "kinds": ["image"]}, "unknown kinds ['image']; accepted: ['raster', 'vector'"),

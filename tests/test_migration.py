@@ -238,7 +238,7 @@ def test_size_criteria(aged: mg.Memory) -> None:
     ({"min_size": -1}, "negative"),
     ({"last_accessed_before": "thirty days ago"}, "30 days ago"),
     ({"created_before": "3 fortnights ago"}, "units: "),
-    ({"kinds": ["rasters"]}, "accepted kinds: \\['raster', 'vector', 'timeseries'\\]"),
+    ({"kinds": ["rasters"]}, "accepted kinds: \\['raster', 'vector', 'timeseries', 'array'\\]"),
     ({"tags": [1, 2]}, "string or a list of strings"),
 ])
 def test_bad_criteria_are_refused_naming_the_accepted_ones(criteria: dict[str, Any], message: str) -> None:
@@ -249,7 +249,7 @@ def test_bad_criteria_are_refused_naming_the_accepted_ones(criteria: dict[str, A
 def test_bad_jobs_are_refused(mem: mg.Memory) -> None:
     with pytest.raises(OptionError, match="metadata_update must be True"):
         MigrationJob(source_tier="hot", destination_tier="warm", metadata_update=False)
-    with pytest.raises(OptionError, match="pass format= to convert"):
+    with pytest.raises(OptionError, match=r"pass format= \(or reencode=True\) to rewrite"):
         MigrationJob(source_tier="hot", destination_tier="hot")
     with pytest.raises(OptionError, match="validation must be True or False"):
         MigrationJob(source_tier="hot", destination_tier="warm", validation="yes")  # type: ignore[arg-type]

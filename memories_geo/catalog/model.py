@@ -40,7 +40,7 @@ VERSION_COLUMNS = frozenset({
     "key", "version", "version_id", "status", "tier", "format", "kind", "path", "uri", "crs",
     "minx", "miny", "maxx", "maxy", "native_bbox", "time_start", "time_end", "variables", "shape",
     "size_bytes", "checksum", "object_info", "attrs", "tags", "created_at", "writer",
-    "stat_fingerprint", "last_accessed_at", "access_count",
+    "stat_fingerprint", "last_accessed_at", "access_count", "storage_class",
 })
 
 #: Columns a commit fills in on the staged row.
@@ -54,7 +54,7 @@ ENTRY_COLUMNS = (
     "key", "version", "tier", "format", "kind", "uri", "crs", "minx", "miny", "maxx", "maxy",
     "native_bbox", "time_start", "time_end", "variables", "shape", "size_bytes", "checksum",
     "created_at", "last_accessed_at", "access_count", "attrs", "tags", "object_info",
-    "version_id", "path",
+    "version_id", "path", "storage_class",
 )
 
 
@@ -102,6 +102,7 @@ class StagedVersion:
     path: str
     created_at: str
     writer: str = ""
+    storage_class: str | None = None
 
 
 def version_row(
@@ -148,7 +149,7 @@ def version_row(
         "size_bytes": manifest.size_bytes, "checksum": manifest.checksum,
         "object_info": json.dumps(dict(object_info), default=str),
         "attrs": json.dumps(dict(attrs or {}), default=str), "tags": json.dumps(list(tags)),
-        "created_at": staged.created_at, "writer": staged.writer,
+        "created_at": staged.created_at, "writer": staged.writer, "storage_class": staged.storage_class,
         "stat_fingerprint": manifest.stat, "manifest": manifest.to_json(),
     }
 
@@ -167,6 +168,7 @@ def entry_from_row(row: Mapping[str, Any]) -> Entry:
         last_accessed_at=row["last_accessed_at"], access_count=int(row["access_count"]),
         attrs=json.loads(row["attrs"]), tags=tuple(json.loads(row["tags"])),
         object_info=json.loads(row["object_info"]), version_id=row["version_id"], path=row["path"],
+        storage_class=row.get("storage_class"),
     )
 
 

@@ -14,10 +14,12 @@ from memories_geo.errors import ConfigError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_schema", "stored_version"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Statements taking a catalog from schema version ``n`` to ``n + 1``, by ``n``.
-MIGRATIONS: Mapping[int, Sequence[str]] = {}
+MIGRATIONS: Mapping[int, Sequence[str]] = {
+    1: ("ALTER TABLE versions ADD COLUMN storage_class TEXT",),
+}
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS versions (
     stat_fingerprint TEXT,
     last_accessed_at TEXT,
     access_count INTEGER NOT NULL DEFAULT 0,
+    storage_class TEXT,
     UNIQUE (key, version)
 );
 CREATE INDEX IF NOT EXISTS versions_key ON versions (key, status);
@@ -187,6 +190,8 @@ def stored_version(con: sqlite3.Connection) -> int | None:
 
 def _create_or_migrate(con: sqlite3.Connection) -> bool:
     stored = stored_version(con)
+    if stored is None and con.execute("SELECT 1 FROM sqlite_master WHERE name = 'versions'").fetchone():
+        stored = 1
     if stored is not None and stored > SCHEMA_VERSION:
         raise ConfigError(
             f"the catalog has schema version {stored}, newer than the {SCHEMA_VERSION} this "

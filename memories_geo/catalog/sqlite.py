@@ -106,18 +106,23 @@ class SQLiteCatalog(
     # -- writing -----------------------------------------------------------------
 
     def stage(
-        self, *, key: str, version_id: str, tier: str, format: str, kind: str, path: str, uri: str
+        self, *, key: str, version_id: str, tier: str, format: str, kind: str, path: str, uri: str,
+        storage_class: str | None = None,
     ) -> StagedVersion:
-        """Record the intent to write a version (so a crash leaves a findable orphan)."""
+        """Record the intent to write a version (so a crash leaves a findable orphan).
+
+        ``storage_class`` is the class (S3), storage class (GCS) or access tier (Azure)
+        its objects are given, recorded with the version.
+        """
         created, writer = utc_now(), writer_id()
         with write_transaction(self.path) as con:
             cur = con.execute(
                 "INSERT INTO versions (key, version_id, status, tier, format, kind, path, uri, "
-                "created_at, writer) VALUES (?, ?, 'staged', ?, ?, ?, ?, ?, ?, ?)",
-                (key, version_id, tier, format, kind, path, uri, created, writer),
+                "created_at, writer, storage_class) VALUES (?, ?, 'staged', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, version_id, tier, format, kind, path, uri, created, writer, storage_class),
             )
             pk = int(cur.lastrowid or 0)
-        return StagedVersion(pk, key, version_id, tier, format, kind, path, created, writer)
+        return StagedVersion(pk, key, version_id, tier, format, kind, path, created, writer, storage_class)
 
     def commit(
         self, staged: StagedVersion, row: Mapping[str, Any], *, exclusive: bool = False,
@@ -194,7 +199,7 @@ class SQLiteCatalog(
         """Versions staged and never committed (orphans unless a write is in progress)."""
         with connect(self.path) as con:
             rows = con.execute(
-                "SELECT id, key, version_id, tier, format, kind, path, created_at, writer "
+                "SELECT id, key, version_id, tier, format, kind, path, created_at, writer, storage_class "
                 "FROM versions WHERE status = 'staged' ORDER BY id"
             ).fetchall()
         return [StagedVersion(*row) for row in rows]

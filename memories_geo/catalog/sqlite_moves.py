@@ -52,8 +52,13 @@ class SQLiteMoves:
             )
         return move
 
-    def finish_move(self, move: PendingMove, audit: MutableMapping[str, Any] | None = None) -> Entry:
+    def finish_move(
+        self, move: PendingMove, audit: MutableMapping[str, Any] | None = None, *,
+        storage_class: str | None = None,
+    ) -> Entry:
         """Point the version at its verified copy, in one transaction; return the moved entry.
+
+        ``storage_class`` is the one its copied objects were given on the new tier.
 
         Raises
         ------
@@ -69,8 +74,9 @@ class SQLiteMoves:
             if found is None:
                 raise KeyNotFoundError(f"version {move.version_id} was deleted while it was being moved")
             con.execute(
-                "UPDATE versions SET tier = ?, path = ?, uri = ?, stat_fingerprint = NULL WHERE id = ?",
-                (move.tier, move.path, move.uri, found[0]),
+                "UPDATE versions SET tier = ?, path = ?, uri = ?, storage_class = ?, stat_fingerprint = NULL "
+                "WHERE id = ?",
+                (move.tier, move.path, move.uri, storage_class, found[0]),
             )
             entry = entries(con, "v.id = ?", (found[0],))[0]
             if audit is not None:

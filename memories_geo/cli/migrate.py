@@ -111,6 +111,10 @@ def migrate(
         str | None, typer.Option("--format", metavar="FORMAT", help="Convert to this format on the way, "
                                  "e.g. `--format geoparquet`.", show_default=False)
     ] = None,
+    reencode: Annotated[
+        bool, typer.Option("--reencode", metavar="", help="Rewrite keys with the destination tier's "
+                           "compression instead of copying bytes, e.g. `--to glacier --reencode`.")
+    ] = False,
     keep_source: Annotated[
         bool, typer.Option("--keep-source", metavar="", help="Copy, keeping the source version, "
                            "e.g. `--keep-source` to try a tier out.")
@@ -155,7 +159,7 @@ def migrate(
     given = {name: value for name, value in (
         ("--key", key), ("--kind", kind), ("--tag", tag), ("--idle", idle), ("--age", age),
         ("--min-size", min_size), ("--max-size", max_size), ("--format", format_),
-        ("--keep-source", keep_source),
+        ("--keep-source", keep_source), ("--reencode", reencode),
     ) if value}
     if modes[0] != "--from/--to" and given:
         raise OptionError(f"{', '.join(given)} apply to --from/--to only; {modes[0]} takes none of them")
@@ -181,7 +185,7 @@ def migrate(
             if not source or not dest:
                 raise OptionError("--from and --to go together, e.g. --from hot --to warm")
             criteria = {_CRITERIA[k]: v for k, v in given.items() if k in _CRITERIA}
-            job = MigrationJob(source_tier=source, destination_tier=dest, format=format_,
+            job = MigrationJob(source_tier=source, destination_tier=dest, format=format_, reencode=reencode,
                                delete_after_migration=not keep_source, selection_criteria=criteria)
         _show([execute_migration(mem.version_store, job, dry_run=dry_run, max_workers=workers)], json=json,
               empty="")

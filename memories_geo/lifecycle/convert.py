@@ -1,6 +1,8 @@
-"""Copying or converting one key through the save protocol (the ``copy`` and ``convert`` actions).
+"""Copying or converting one key as a new version (the ``copy`` and ``convert`` actions).
 
-The current version is opened, saved on the destination tier as a new version (staged,
+Between file tiers a ``copy`` is a byte copy through the commit protocol
+(:meth:`VersionStore.copy`), checked against the source's manifest. Otherwise the
+current version is opened, saved on the destination tier as a new version (staged,
 written, checksummed, recorded, committed: :meth:`VersionStore.save`), read back and
 compared with the source, and only then is the source version deleted (retired when a
 checkpoint pins it). The new version's id is written to the journal *before* the save,
@@ -15,7 +17,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.audit_log import new_record
+from memories_geo.backends.base import Capability
 from memories_geo.formats.registry import get_format
+from memories_geo.keys import new_id
 from memories_geo.lifecycle.compare import difference
 from memories_geo.lifecycle.job import MigrationError
 from memories_geo.query import open_request
@@ -38,15 +42,22 @@ def open_version(store: VersionStore, entry: Entry) -> Any:
     return get_format(entry.format).open(store.location(entry), entry.object_info, open_request())
 
 
+def _byte_copy(store: VersionStore, item: MigrationItemRow, source: Entry, dest: str) -> bool:
+    """Whether a planned ``copy`` is done byte for byte (both tiers hold files)."""
+    return item.action == "copy" and all(
+        Capability.FILES in store.tiers.backend(t).capabilities for t in (source.tier, dest)
+    )
+
+
 def rewrite_key(
     store: VersionStore, item: MigrationItemRow, job: MigrationJob,
-    note_target: Callable[[str, str], None],
+    note_target: Callable[[str, str], None], on_bytes: Callable[[int], object] | None = None,
 ) -> tuple[str, str]:
     """Copy or convert one planned key to the job's destination; return ``(state, detail)``.
 
     ``note_target(version_id, format)`` records the new version in the journal before
-    it is saved. The state is ``done``, or ``skipped`` when the key was deleted or got
-    a newer version meanwhile.
+    it is written; ``on_bytes`` counts the bytes of a byte copy. The state is ``done``,
+    or ``skipped`` when the key was deleted or got a newer version meanwhile.
 
     Raises
     ------
@@ -61,14 +72,20 @@ def rewrite_key(
             return "skipped", "deleted before it was migrated"
         if not store.catalog.is_current(source):
             return "skipped", f"a newer version than v{source.version} was saved meanwhile"
-        obj = open_version(store, source)
-        format_name = item.target_format or store.tiers.format_for(dest, Kind(source.kind), obj)
-        plan = Resolver(store.catalog, store.tiers).plan_save(obj, source.key, tier=dest, format=format_name,
-                                                              mode="w")
-        note_target(plan.version_id, format_name)
-        target = store.save(obj, plan, attrs=source.attrs, tags=source.tags)
+        if _byte_copy(store, item, source, dest):
+            version_id = new_id()
+            note_target(version_id, source.format)
+            target = store.copy(source, dest, version_id=version_id, on_bytes=on_bytes)
+        else:
+            obj = open_version(store, source)
+            format_name = item.target_format or store.tiers.format_for(dest, Kind(source.kind), obj)
+            plan = Resolver(store.catalog, store.tiers).plan_save(
+                obj, source.key, tier=dest, format=format_name, mode="w", format_options=job.format_options,
+            )
+            note_target(plan.version_id, format_name)
+            target = store.save(obj, plan, attrs=source.attrs, tags=source.tags)
     if source is not None:
-        if job.validation:
+        if job.validation and not _byte_copy(store, item, source, dest):
             problem = difference(open_version(store, source), open_version(store, target))
             if problem is not None:
                 _undo(store, target, source, problem)

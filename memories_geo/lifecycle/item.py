@@ -58,7 +58,7 @@ def migrate_key(store: VersionStore, job: MigrationJob, item: MigrationItemRow, 
                 catalog.update_migration_item(job.id, item.key, state="copying", target_version_id=version_id,
                                               target_format=format_name)
 
-            state, detail = rewrite_key(store, item, job, note_target)
+            state, detail = rewrite_key(store, item, job, note_target, on_bytes)
     except Exception as exc:
         message = redact_text(f"{type(exc).__name__}: {exc}")
         logger.error("migration %s: %s failed: %s", job.id, item.key, message)

@@ -25,7 +25,7 @@ __all__ = ["CRITERIA", "MigrationError", "MigrationJob", "Selection"]
 #: Accepted ``selection_criteria`` keys and what each selects.
 CRITERIA: Mapping[str, str] = {
     "key": "glob (or list of globs, any may match) over keys, e.g. 'sentinel2/*'",
-    "kinds": "kinds of data: 'raster', 'vector', 'timeseries' (one or a list)",
+    "kinds": "kinds of data: 'raster', 'vector', 'timeseries', 'array' (one or a list)",
     "tags": "tags that must all be present (one or a list)",
     "min_size": "smallest stored size, e.g. '100MB', '1.5 GiB' or a number of bytes",
     "max_size": "largest stored size, same forms as min_size",
@@ -170,6 +170,16 @@ class MigrationJob:
         Convert to this format on the destination (``"geoparquet"``, ``"postgis"``,
         ``"zarr"``, ``"cog"``...). Default: keep the format when the destination can
         hold it, else the destination tier's default for the kind.
+    reencode : bool
+        Re-write each key with the destination tier's compression level instead of
+        copying its bytes (Zarr blosc-lz4 on a ``fast`` tier becomes zstd with shards on
+        a ``maximum`` one; a COG gets the destination's codec), checked by reading both
+        sides back. Default ``False``: same-format moves between file tiers are byte
+        copies.
+    format_options : mapping, optional
+        Save keywords of the destination format (e.g. ``{"blocksize": 256}`` for a COG
+        profile change), checked against the format's accepted ones; implies
+        ``reencode``.
     id : str, optional
         The job's id in the migration journal (default: a new unique id). Running a
         job again with the same id resumes it.
@@ -194,6 +204,8 @@ class MigrationJob:
     delete_after_migration: bool = True
     metadata_update: bool = True
     format: str | None = None
+    reencode: bool = False
+    format_options: Mapping[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=new_id)
     selection: Selection = field(init=False, repr=False, compare=False)
 
@@ -201,7 +213,7 @@ class MigrationJob:
         for name in ("source_tier", "destination_tier", "id"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise OptionError(f"{name} must be a non-empty string; got {getattr(self, name)!r}")
-        for name in ("validation", "delete_after_migration", "metadata_update"):
+        for name in ("validation", "delete_after_migration", "metadata_update", "reencode"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name} must be True or False; got {getattr(self, name)!r}")
         if not self.metadata_update:
@@ -211,10 +223,16 @@ class MigrationJob:
             )
         if self.format is not None and not isinstance(self.format, str):
             raise OptionError(f"format must be a format name such as 'geoparquet'; got {self.format!r}")
-        if self.source_tier == self.destination_tier and self.format is None:
+        if not isinstance(self.format_options, Mapping) or not all(
+                isinstance(k, str) for k in self.format_options):
+            raise OptionError(f"format_options must map save keywords to values; got {self.format_options!r}")
+        object.__setattr__(self, "format_options", dict(self.format_options))
+        if self.format_options:
+            object.__setattr__(self, "reencode", True)
+        if self.source_tier == self.destination_tier and self.format is None and not self.reencode:
             raise OptionError(
                 f"source_tier and destination_tier are both {self.source_tier!r}; name another "
-                "destination, or pass format= to convert the keys in place"
+                "destination, or pass format= (or reencode=True) to rewrite the keys in place"
             )
         object.__setattr__(self, "selection_criteria", dict(self.selection_criteria or {}))
         object.__setattr__(self, "selection", Selection.from_criteria(self.selection_criteria))
@@ -225,7 +243,7 @@ class MigrationJob:
             "id": self.id, "source_tier": self.source_tier, "destination_tier": self.destination_tier,
             "selection_criteria": self.selection.to_criteria(), "validation": self.validation,
             "delete_after_migration": self.delete_after_migration, "metadata_update": self.metadata_update,
-            "format": self.format,
+            "format": self.format, "reencode": self.reencode, "format_options": dict(self.format_options),
         }
 
     def to_json(self) -> str:
@@ -240,10 +258,13 @@ class MigrationJob:
     def describe(self) -> str:
         """One line: tiers, conversion and criteria."""
         target = f" as {self.format}" if self.format else ""
+        if self.reencode:
+            options = ", ".join(f"{k}={v!r}" for k, v in self.format_options.items())
+            target += f" re-encoded{f' ({options})' if options else ''}"
         keep = "" if self.delete_after_migration else ", keeping the source"
         criteria = ", ".join(f"{k}={v!r}" for k, v in self.selection.to_criteria().items()) or "every key"
         return f"{self.source_tier} -> {self.destination_tier}{target}{keep} ({criteria})"
 
 
 _FIELDS = ("id", "source_tier", "destination_tier", "selection_criteria", "validation",
-           "delete_after_migration", "metadata_update", "format")
+           "delete_after_migration", "metadata_update", "format", "reencode", "format_options")

@@ -63,7 +63,7 @@ def _job(store: VersionStore, policy: LifecyclePolicy) -> MigrationJob:
     number = last if last and runs[last].state in ("running", "interrupted") else last + 1
     return MigrationJob(source_tier=policy.source_tier, destination_tier=policy.destination_tier,
                         selection_criteria=policy.selection_criteria(), format=policy.format,
-                        id=f"{prefix}{number:05d}")
+                        reencode=policy.reencode, id=f"{prefix}{number:05d}")
 
 
 def jobs_for_policies(storage: Any) -> list[MigrationJob]:

@@ -8,7 +8,9 @@ Each selected key gets one action:
 - ``copy``: the destination gets a new version in the same format and the source
   version stays (``delete_after_migration=False``, or a database tier on either side);
 - ``convert``: the destination gets a new version in another format (``format=``, or
-  the source format cannot live on the destination: PostGIS -> a file tier).
+  the source format cannot live on the destination: PostGIS -> a file tier), or in the
+  same format re-encoded (``reencode=True`` or ``format_options=``: the destination
+  tier's compression, the options given).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 from memories_geo.backends.base import Capability
 from memories_geo.catalog.sqlite_migrations import MigrationItemRow
 from memories_geo.formats.registry import get_format
+from memories_geo.query import check_options
 
 if TYPE_CHECKING:
     from memories_geo.entry import Entry
@@ -66,6 +69,8 @@ def plan_action(store: VersionStore, entry: Entry, job: MigrationJob) -> Planned
     source_caps = store.tiers.backend(entry.tier).capabilities
     dest_caps = store.tiers.backend(dest).capabilities
     if Capability.FILES in source_caps and Capability.FILES in dest_caps:
+        if job.reencode:
+            return PlannedKey(entry, "convert", entry.format)
         return PlannedKey(entry, "move" if job.delete_after_migration else "copy", entry.format)
     configured = store.tiers.tier_config(dest).formats.get(entry.kind)
     if configured:
@@ -74,7 +79,8 @@ def plan_action(store: VersionStore, entry: Entry, job: MigrationJob) -> Planned
         target = entry.format
     else:
         target = ""
-    return PlannedKey(entry, "copy" if target == entry.format else "convert", target)
+    same = target == entry.format and not job.reencode
+    return PlannedKey(entry, "copy" if same else "convert", target)
 
 
 def select_keys(store: VersionStore, job: MigrationJob, *, now: datetime | None = None) -> list[PlannedKey]:
@@ -95,4 +101,8 @@ def select_keys(store: VersionStore, job: MigrationJob, *, now: datetime | None 
         tier=job.source_tier, kind=list(selection.kinds) or None,
         key=selection.key[0] if len(selection.key) == 1 else None,
     )
-    return [plan_action(store, e, job) for e in found if selection.matches(e, now)]
+    planned = [plan_action(store, e, job) for e in found if selection.matches(e, now)]
+    for target in sorted({p.target_format for p in planned if p.target_format}):
+        check_options(job.format_options, get_format(target).write_options,
+                      f"format_options of a migration to {target!r}")
+    return planned

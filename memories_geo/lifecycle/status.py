@@ -58,9 +58,11 @@ class KeyStatus:
 
     @property
     def how(self) -> str:
-        """``move``, ``copy`` or ``convert postgis -> geoparquet``."""
+        """``move``, ``copy``, ``re-encode zarr`` or ``convert postgis -> geoparquet``."""
         if self.action != "convert":
             return self.action
+        if self.target_format == self.source_format:
+            return f"re-encode {self.source_format}"
         return f"convert {self.source_format} -> {self.target_format or '(destination default)'}"
 
 

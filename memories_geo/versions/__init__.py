@@ -172,6 +172,7 @@ class VersionStore:
         staged = self.catalog.stage(
             key=plan.key, version_id=plan.version_id, tier=plan.tier, format=plan.format.name,
             kind=plan.kind.value, path=plan.path, uri=location.url,
+            storage_class=self.tiers.tier_config(plan.tier).storage_class,
         )
         emit("save.staged", key=plan.key, tier=plan.tier, format=plan.format.name, path=plan.path)
         exclusive = plan.mode == "w-"
@@ -245,6 +246,15 @@ class VersionStore:
         unpublish = getattr(get_format(entry.format), "unpublish", None)
         if unpublish is not None:
             unpublish(self.tiers.backend(entry.tier), entry.key)
+
+    def copy(
+        self, entry: Entry, tier: str, *, version_id: str | None = None,
+        on_bytes: Callable[[int], object] | None = None,
+    ) -> Entry:
+        """Copy a version to ``tier`` as its key's new version, byte for byte (:func:`.copy.copy_version`)."""
+        from memories_geo.versions.copy import copy_version
+
+        return copy_version(self, entry, tier, version_id=version_id, on_bytes=on_bytes)
 
     def move(self, entry: Entry, tier: str, *, on_bytes: Callable[[int], object] | None = None) -> Entry:
         """Move a stored version to ``tier`` byte for byte, verified (:func:`~.move.move_version`)."""

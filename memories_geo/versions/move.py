@@ -199,9 +199,11 @@ def move_version(
         wrote = True
         store.apply_tier_policies(dest, tier)
         row = store.catalog.export_rows([entry.version_id])[0]
-        write_record(dest.backend, entry.path, {**row, "tier": tier, "uri": dest.url})
+        storage_class = store.tiers.tier_config(tier).storage_class
+        write_record(dest.backend, entry.path,
+                     {**row, "tier": tier, "uri": dest.url, "storage_class": storage_class})
         record = new_record("migrate", detail=f"{entry.tier} -> {tier}, {copied} bytes copied")
-        moved = store.catalog.finish_move(move, audit=record)
+        moved = store.catalog.finish_move(move, audit=record, storage_class=storage_class)
     except BaseException:
         store.catalog.forget_move(entry.version_id)
         if wrote:
