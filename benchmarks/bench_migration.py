@@ -83,7 +83,7 @@ def _migration(quick: bool, s3: Any, *, keys: int | None = None, mib: float | No
     from memories_geo.lifecycle import MigrationJob, execute_migration
 
     keys = keys or (10 if quick else 100)
-    mib = mib or (2.0 if quick else 20.0)
+    mib = mib or (2.0 if quick else 31.0)
     pairs = 3 if quick else 5
     root = Path(tempfile.mkdtemp(prefix="mg-bench-migration-"))
     template = root / "template"

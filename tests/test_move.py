@@ -76,11 +76,23 @@ def test_a_resumed_move_does_not_copy_again(mem):
     entry = mem.save(_cube(), "resumed")
     source, dest = mem.tiers.backend("hot"), mem.tiers.backend("cold")
     dest.fs.copy(source.full_path(entry.path), dest.full_path(entry.path), recursive=True)
+    mem.catalog.begin_move(entry.version_id, "cold", entry.path, dest.url_for(entry.path))
     copied: list[int] = []
     mem.version_store.move(entry, "cold", on_bytes=copied.append)
     assert sum(copied) == entry.size_bytes
     assert "0 bytes copied" in mem.audit(operation="migrate").detail.iloc[0]
     mem.verify("resumed")
+
+
+def test_files_at_the_destination_without_a_started_move_are_copied_over(mem):
+    entry = mem.save(_cube(), "stale")
+    source, dest = mem.tiers.backend("hot"), mem.tiers.backend("cold")
+    dest.fs.copy(source.full_path(entry.path), dest.full_path(entry.path), recursive=True)
+    some = sorted(p for p in dest.fs.find(dest.full_path(entry.path)) if "/c/" in p)[0]
+    dest.fs.pipe_file(some, b"stale bytes")
+    mem.version_store.move(entry, "cold")
+    assert f"{entry.size_bytes} bytes copied" in mem.audit(operation="migrate").detail.iloc[0]
+    mem.verify("stale")
 
 
 def test_a_read_only_collection_refuses_a_move(mem, tmp_path):

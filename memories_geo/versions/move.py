@@ -7,7 +7,7 @@ stored changes. Steps, each safe to interrupt:
    leaves a copy in progress alone);
 2. the files are copied byte for byte (server-side when both tiers are on the same
    object store), hashed as they stream, skipped when a verified copy is already there
-   (a resumed move);
+   (a resumed move: one the catalog records as started);
 3. the copy is checked against the version's manifest: the bytes read must hash to it,
    and the destination must hold them (sizes, and the MD5 an object store reports;
    files no such check covers are read back and re-hashed);
@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from memories_geo.integrity import Manifest
     from memories_geo.versions import VersionStore
 
-__all__ = ["COPY_BLOCK", "CopiedFile", "copy_problems", "copy_version_files", "move_version"]
+__all__ = [
+    "COPY_BLOCK", "CopiedFile", "copy_problems", "copy_version_files", "is_single_file", "move_version",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def copy_version_files(
     object store reports).
     """
     src_fs, dst_fs = source.fs, dest.fs
-    single = src_fs.isfile(source.full_path)
+    single = is_single_file(source, manifest)
     pairs = [
         (rel, source.full_path, dest.full_path) if single
         else (rel, posixpath.join(source.full_path, rel), posixpath.join(dest.full_path, rel))
@@ -112,6 +114,11 @@ def copy_version_files(
         return list(pool.map(copy, pairs))
 
 
+def is_single_file(location: Location, manifest: Manifest) -> bool:
+    """Whether the version at ``location`` is one file (its manifest lists just its own name)."""
+    return list(manifest.files) == [posixpath.basename(location.path)]
+
+
 def copy_problems(dest: Location, manifest: Manifest, copied: list[CopiedFile]) -> list[str]:
     """Problems of a copy: what was read differs from the manifest, or the store holds other bytes.
 
@@ -131,8 +138,8 @@ def copy_problems(dest: Location, manifest: Manifest, copied: list[CopiedFile]) 
     if problems:
         return problems
     fs = dest.fs
-    listing = fs.find(dest.full_path, detail=True) if not fs.isfile(dest.full_path) else {
-        dest.full_path: fs.info(dest.full_path)}
+    listing = {dest.full_path: fs.info(dest.full_path)} if is_single_file(dest, manifest) else fs.find(
+        dest.full_path, detail=True)
     listed = {fs._strip_protocol(path): info for path, info in listing.items()}
     local = Capability.FILES in dest.backend.capabilities and getattr(dest.backend, "protocol", "") == "file"
     unchecked = False
@@ -181,11 +188,12 @@ def move_version(
     require(dest.backend, Capability.WRITES, f"moving {entry.key!r} to tier {tier!r}")
     check_deletable(store, [entry], f"moving {entry.key!r} v{entry.version} off tier {entry.tier!r}")
     manifest = store.catalog.manifest(entry)
+    resumed = any(m.version_id == entry.version_id and m.tier == tier for m in store.catalog.pending_moves())
     move = store.catalog.begin_move(entry.version_id, tier, entry.path, dest.url)
     wrote = False
     try:
         copied = 0
-        there = dest.backend.exists(entry.path)
+        there = resumed and dest.backend.exists(entry.path)
         if not there or verify_manifest(dest.fs, dest.full_path, manifest):
             wrote = True
             if there:
