@@ -1,4 +1,9 @@
-"""Footprints: where and when a stored object lies (bbox in EPSG:4326, native CRS, time)."""
+"""Footprints: where and when a stored object lies (bbox in EPSG:4326, native CRS, time).
+
+Rasters lie where their x/y coordinates say (in their CRS); arrays without spatial dims
+(a CF station time series, any other Dataset) where their latitude/longitude
+coordinates say, read as EPSG:4326, or nowhere (an empty bbox) when they have none.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,24 @@ import numpy as np
 
 from memories_geo.crs import crs_to_string, xarray_crs
 from memories_geo.errors import UnsupportedObjectError
-from memories_geo.kinds import spatial_dims
+from memories_geo.kinds import latlon_coords, spatial_dims
 
 if TYPE_CHECKING:
     import geopandas as gpd
     import pandas as pd
     import xarray as xr
 
-__all__ = ["BBox", "Footprint", "bbox_to_wgs84", "raster_footprint", "vector_footprint"]
+__all__ = [
+    "BBox",
+    "Footprint",
+    "array_footprint",
+    "bbox_to_wgs84",
+    "latlon_bounds",
+    "raster_footprint",
+    "vector_footprint",
+    "wrap_longitudes",
+    "xarray_footprint",
+]
 
 BBox = tuple[float, float, float, float]
 
@@ -112,6 +127,87 @@ def time_range(obj: xr.Dataset | xr.DataArray) -> tuple[pd.Timestamp | None, pd.
     return (min(starts), max(ends)) if starts else (None, None)
 
 
+def _variables(obj: xr.Dataset | xr.DataArray) -> tuple[str, ...]:
+    if hasattr(obj, "data_vars"):
+        return tuple(str(v) for v in obj.data_vars)
+    return () if obj.name is None else (str(obj.name),)
+
+
+def xarray_footprint(obj: xr.Dataset | xr.DataArray, crs: Any = None) -> Footprint:
+    """Footprint of a Dataset or DataArray, raster or not.
+
+    :func:`raster_footprint` when it has spatial dims, else :func:`array_footprint`.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        For a raster without a CRS (see :func:`raster_footprint`).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> xarray_footprint(xr.Dataset({"v": ("n", np.arange(3))})).bbox is None
+    True
+    """
+    if spatial_dims(obj) is not None:
+        return raster_footprint(obj, crs=crs)
+    return array_footprint(obj)
+
+
+def latlon_bounds(lon: Any, lat: Any) -> BBox | None:
+    """``(minlon, minlat, maxlon, maxlat)`` of finite coordinate values, longitudes in [-180, 180].
+
+    ``None`` when no value is finite.
+
+    Examples
+    --------
+    >>> latlon_bounds([350.0, 10.0], [40.0, 50.0])
+    (-10.0, 40.0, 10.0, 50.0)
+    """
+    lons = wrap_longitudes(np.asarray(lon, dtype="float64").ravel())
+    lats = np.asarray(lat, dtype="float64").ravel()
+    lons, lats = lons[np.isfinite(lons)], lats[np.isfinite(lats)]
+    if not lons.size or not lats.size:
+        return None
+    return _clip_wgs84((lons.min(), lats.min(), lons.max(), lats.max()))
+
+
+def wrap_longitudes(values: np.ndarray) -> np.ndarray:
+    """Longitudes above 180 (a 0-360 convention) moved to [-180, 180]."""
+    values = np.asarray(values, dtype="float64")
+    with np.errstate(invalid="ignore"):
+        return np.where(values > 180, (values + 180) % 360 - 180, values)
+
+
+def array_footprint(obj: xr.Dataset | xr.DataArray) -> Footprint:
+    """Footprint of an xarray object without spatial dims.
+
+    The bbox (EPSG:4326, also the native bbox) is that of its latitude/longitude
+    coordinates (:func:`memories_geo.kinds.latlon_coords`: the stations of a CF time
+    series), else empty; no CRS is required or invented. The time range is that of its
+    datetime dimensions; variables and dimension sizes are recorded.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset(coords={"lat": ("station", [45.0, 46.0]), "lon": ("station", [5.0, 7.0])})
+    >>> array_footprint(ds).bbox
+    (5.0, 45.0, 7.0, 46.0)
+    """
+    names = latlon_coords(obj)
+    bbox = latlon_bounds(obj[names[0]].values, obj[names[1]].values) if names else None
+    start, end = time_range(obj)
+    return Footprint(
+        bbox=bbox,
+        native_bbox=bbox,
+        crs="EPSG:4326" if bbox is not None else None,
+        time_start=start,
+        time_end=end,
+        variables=_variables(obj),
+        shape={str(k): int(v) for k, v in obj.sizes.items()},
+    )
+
+
 def raster_footprint(obj: xr.Dataset | xr.DataArray, crs: Any = None) -> Footprint:
     """Footprint of a raster from its spatial coordinates, CRS and time coordinate.
 
@@ -136,17 +232,13 @@ def raster_footprint(obj: xr.Dataset | xr.DataArray, crs: Any = None) -> Footpri
         y0, y1 = _axis_bounds(obj[y_dim].values)
         native = (x0, y0, x1, y1)
     start, end = time_range(obj)
-    if hasattr(obj, "data_vars"):
-        variables: tuple[str, ...] = tuple(str(v) for v in obj.data_vars)
-    else:
-        variables = () if obj.name is None else (str(obj.name),)
     return Footprint(
         bbox=bbox_to_wgs84(native, crs) if native else None,
         native_bbox=native,
         crs=crs_to_string(crs),
         time_start=start,
         time_end=end,
-        variables=variables,
+        variables=_variables(obj),
         shape={str(k): int(v) for k, v in obj.sizes.items()},
     )
 

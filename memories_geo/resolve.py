@@ -19,6 +19,7 @@ from memories_geo.backends.registry import known_schemes, make_backend
 from memories_geo.config import redact_url
 from memories_geo.errors import (
     ConfigError,
+    FormatError,
     KeyExistsError,
     KeyNotFoundError,
     OptionError,
@@ -26,7 +27,7 @@ from memories_geo.errors import (
     UnsupportedObjectError,
 )
 from memories_geo.formats.base import WriteOptions
-from memories_geo.formats.registry import default_format, get_format
+from memories_geo.formats.registry import available_formats, default_format, get_format
 from memories_geo.keys import VERSIONS_DIR, generate_key, new_id, validate_key
 from memories_geo.kinds import detect_kind
 from memories_geo.query import check_options
@@ -270,8 +271,20 @@ def _checked_format(name: str, kind: Kind, obj: Any) -> Format:
             f"not {kind.value}; leave format= unset to use the default for {kind.value}"
         )
     if not fmt.can_store(obj):
-        raise UnsupportedObjectError(f"format {name!r} cannot store a {type(obj).__name__}")
+        able = [n for n in available_formats() if n != name and _stores(n, kind, obj)]
+        raise UnsupportedObjectError(
+            f"format {name!r} cannot store a {type(obj).__name__}; formats that can: {able} "
+            "(or leave format= unset for the tier's default)"
+        )
     return fmt
+
+
+def _stores(name: str, kind: Kind, obj: Any) -> bool:
+    try:
+        fmt = get_format(name)
+    except FormatError:
+        return False
+    return kind in fmt.kinds and bool(fmt.can_store(obj))
 
 
 def _name_hint(obj: Any) -> str | None:

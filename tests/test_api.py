@@ -168,13 +168,11 @@ def test_unknown_key_suggests_close_ones(memory, gdf):
 
 
 def test_bad_inputs_raise_typed_errors(memory, ds, gdf):
-    with pytest.raises(mg.UnsupportedObjectError, match="no spatial dimensions"):
-        mg.save(xr.Dataset({"v": ("station", [1, 2])}), "stations")
     with pytest.raises(AttributeError, match="no geometry"):
         _ = pd.DataFrame({"a": [1]}).memories
-    with pytest.raises(mg.UnsupportedObjectError, match="no geometry column"):
+    with pytest.raises(mg.UnsupportedObjectError, match="neither a geometry column nor a datetime column"):
         mg.save(pd.DataFrame({"a": [1]}), "table")
-    with pytest.raises(mg.UnsupportedObjectError, match=r"cannot store a builtins\.list"):
+    with pytest.raises(mg.UnsupportedObjectError, match=r"cannot store a builtins\.list.*xarray Dataset"):
         mg.save([1, 2], "list")
     with pytest.raises(mg.UnsupportedObjectError, match="crs="):
         mg.save(gdf.set_crs(None, allow_override=True), "nocrs")
@@ -182,7 +180,7 @@ def test_bad_inputs_raise_typed_errors(memory, ds, gdf):
         mg.save(gdf, "fields", tier="lukewarm")
     with pytest.raises(mg.FormatError, match="known formats"):
         mg.save(gdf, "fields", format="shapefile")
-    with pytest.raises(mg.UnsupportedObjectError, match=r"stores \['raster'\] data, not vector"):
+    with pytest.raises(mg.UnsupportedObjectError, match=r"'raster', 'timeseries'\] data, not vector"):
         mg.save(gdf, "fields", format="zarr")
     with pytest.raises(mg.InvalidKeyError):
         mg.save(gdf, "../escape")
@@ -190,6 +188,13 @@ def test_bad_inputs_raise_typed_errors(memory, ds, gdf):
         mg.save(gdf, "fields", mode="x")
     assert mg.ls().empty, "failed saves must not leave entries"
     assert not list((memory.catalog.path.parent / "hot").rglob("*.parquet"))
+
+
+def test_xarray_objects_without_spatial_dims_are_stored_as_arrays(memory):
+    stations = xr.Dataset({"v": ("station", [1, 2])})
+    entry = mg.save(stations, "stations")
+    assert (entry.kind, entry.format, entry.bbox) == ("array", "zarr", None)
+    xr.testing.assert_identical(mg.open("stations"), stations)
 
 
 def test_gdf_without_crs_can_be_given_one(memory, gdf):

@@ -622,7 +622,7 @@ def test_time_with_bbox_columns_and_where_through_the_format(mem: mg.Memory) -> 
 def test_time_needs_a_datetime_column(mem: mg.Memory) -> None:
     gdf = make_grid_layer(5)
     gdf.index = pd.date_range("2024-01-01", periods=len(gdf), name="when")  # an index is not a column
-    mem.save(gdf, KEY, tier="warm")
+    mem.save(gdf, KEY, tier="warm", format="postgis")
     with pytest.raises(OptionError, match=r"first datetime column.*has none"):
         mem.open(KEY, time="2024-01-01")
 
@@ -827,7 +827,7 @@ def test_sent_stream_is_the_servers_copy_output(
     real = pgcopy.table_digest
     monkeypatch.setattr(pgcopy, "table_digest", lambda *a: read_back.append(a) or real(*a))
     gdf = STREAM_CASES[name]()
-    entry = mem.save(gdf, KEY, tier="warm")
+    entry = mem.save(gdf, KEY, tier="warm", format="postgis")
     assert read_back == [], "the save fell back to reading the table back"
     location = Location(mem.tiers.backend("warm"), entry.path)
     assert PostGISFormat().manifest(location).files == mem.catalog.manifest(entry).files

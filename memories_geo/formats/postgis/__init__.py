@@ -113,7 +113,7 @@ class PostGISFormat:
     """
 
     name: ClassVar[str] = "postgis"
-    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR})
+    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.VECTOR, Kind.TIMESERIES})
     extension: ClassVar[str] = ""
     open_options: ClassVar[Mapping[str, str]] = {
         "where": "filter rows: {column: value} (None is IS NULL, a list is IN) or a psycopg.sql.Composable",

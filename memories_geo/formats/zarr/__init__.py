@@ -1,4 +1,7 @@
-"""Zarr v3 stores for xarray rasters: Dataset, DataArray and DataTree, read back lazily.
+"""Zarr v3 stores for any xarray object (Dataset, DataArray, DataTree), read back lazily.
+
+Rasters, station time series (CF discrete sampling geometry, station x time) and plain
+arrays alike; only rasters need a CRS.
 
 A version is one Zarr v3 group with consolidated metadata. The package has one module
 per job:
@@ -59,9 +62,12 @@ _RESERVED_WRITE_KWARGS = frozenset(
 class ZarrFormat(FileFormat):
     """Zarr v3 with consolidated metadata, for xarray Dataset, DataArray and DataTree.
 
-    Writes keep dask chunks as they are; opening is lazy (dask-backed) and gives
-    back the type that was saved, identical to it (values, dtypes, attributes,
-    encodings that carry meaning, coordinates, CRS). ``open`` honours ``bbox=``,
+    The default on file tiers for rasters (but single images, which go to COG), for
+    xarray time series (station x time) and for every other xarray object (the
+    ``array`` kind). Writes keep dask chunks as they are; opening is lazy
+    (dask-backed) and gives back the type that was saved, identical to it (values,
+    dtypes, attributes, encodings that carry meaning, coordinates, CRS). ``open``
+    honours ``bbox=`` (on x/y, or on the latitude/longitude coordinates of stations),
     ``time=`` and ``columns=`` (data variables) by selecting on the stored
     coordinates, lazily.
 
@@ -74,9 +80,15 @@ class ZarrFormat(FileFormat):
     """
 
     name: ClassVar[str] = "zarr"
-    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.RASTER})
+    kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.RASTER, Kind.TIMESERIES, Kind.ARRAY})
     extension: ClassVar[str] = ".zarr"
-    default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset({(Kind.RASTER, Capability.FILES)})
+    default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset(
+        {
+            (Kind.RASTER, Capability.FILES),
+            (Kind.TIMESERIES, Capability.FILES),
+            (Kind.ARRAY, Capability.FILES),
+        }
+    )
     write_options: ClassVar[Mapping[str, str]] = {
         "region": "with mode='a': a dict of dim -> slice (or 'auto') to overwrite in a new version",
         "safe_chunks": "as in to_zarr: refuse writes where dask chunks straddle Zarr chunks",
@@ -86,6 +98,13 @@ class ZarrFormat(FileFormat):
         "chunks": "dask chunks, as in xarray.open_zarr (default {}: the stored chunks or shards; "
         "None: no dask, lazily indexed arrays)",
     }
+
+    def default_priority(self, obj: Any) -> int:
+        """1 for an xarray object, 0 for anything else (time-series tables go to Parquet).
+
+        Below the 2 COG claims for a single image, so those stay COGs.
+        """
+        return int(self.can_store(obj))
 
     def can_store(self, obj: Any) -> bool:
         """Whether ``obj`` is an xarray Dataset, DataArray or DataTree."""
@@ -132,7 +151,8 @@ class ZarrFormat(FileFormat):
         if not self.can_store(obj):
             raise UnsupportedObjectError(
                 f"the zarr format stores xarray Dataset, DataArray or DataTree objects, "
-                f"not {type(obj).__name__}"
+                f"not a {type(obj).__name__}; tables go to 'parquet' (time series) or "
+                "'geoparquet' (vector layers)"
             )
         extra = dict(options.extra)
         reserved = sorted(_RESERVED_WRITE_KWARGS & set(extra))
@@ -172,9 +192,10 @@ class ZarrFormat(FileFormat):
             What :meth:`write` returned as ``object_info``.
         request : OpenRequest
             ``bbox`` / ``bbox_crs`` (pixels whose centre, the stored x/y coordinate,
-            lies in the box), ``time`` (steps of the datetime dimension inside the
-            inclusive range), ``columns`` (data variables of a Dataset) and the option
-            ``chunks`` (see :attr:`open_options`).
+            lies in the box; for data without x/y, the stations whose
+            latitude/longitude coordinates lie in it), ``time`` (steps of the datetime
+            dimension inside the inclusive range), ``columns`` (data variables of a
+            Dataset) and the option ``chunks`` (see :attr:`open_options`).
 
         Returns
         -------
@@ -184,8 +205,9 @@ class ZarrFormat(FileFormat):
         Raises
         ------
         OptionError
-            ``columns=`` on a DataArray or DataTree; ``bbox=`` or ``time=`` on data
-            without x/y coordinates or a datetime dimension.
+            ``columns=`` on a DataArray or DataTree; ``bbox=`` on data without a
+            spatial extent (neither x/y nor latitude/longitude coordinates), ``time=``
+            on data without a datetime dimension.
         FormatError
             For a column that is not stored, or a bbox or time range that selects
             nothing (the message names the data's bounds or time range).

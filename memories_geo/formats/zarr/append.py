@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from memories_geo.crs import assign_crs
 from memories_geo.errors import FormatError, UnsupportedObjectError
-from memories_geo.footprint import Footprint, raster_footprint
+from memories_geo.footprint import Footprint, xarray_footprint
 from memories_geo.formats.zarr.cf import INFO_ATTR, prepare, to_dataset
 from memories_geo.formats.zarr.copy_on_write import (
     append_targets,
@@ -23,7 +22,7 @@ from memories_geo.formats.zarr.encoding import merge_encoding, user_encoding
 from memories_geo.formats.zarr.layout import align_to_region, apply_layout
 from memories_geo.formats.zarr.reader import open_version
 from memories_geo.formats.zarr.store import open_group, write_zarr
-from memories_geo.formats.zarr.writer import effective_crs
+from memories_geo.formats.zarr.writer import checked_crs
 from memories_geo.query import OpenRequest
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def append(obj: Any, location: Location, options: WriteOptions, extra: Mapping[s
     if options.append_dim is None:
         raise ValueError("mode='a' needs append_dim= (or region= to overwrite part of the data)")
     previous, old_attrs, old_info = _previous(obj, options)
-    obj = assign_crs(obj, options.crs)
+    obj = checked_crs(obj, options.crs)
     ds, _ = to_dataset(obj, variable=old_info.get("variable"))
     if options.append_dim not in ds.dims:
         raise ValueError(
@@ -60,6 +59,8 @@ def append(obj: Any, location: Location, options: WriteOptions, extra: Mapping[s
         "coords": sorted({*old_node.get("coords", []), *node["coords"]}),
         "attrs": {**node.get("attrs", {}), **old_node.get("attrs", {})},
         "encoding": {**node.get("encoding", {}), **old_node.get("encoding", {})},
+        "dtypes": {**node.get("dtypes", {}), **old_node.get("dtypes", {})},
+        "nulls": {**node.get("nulls", {}), **old_node.get("nulls", {})},
     }
     info = {**dict(old_info), "nodes": {"/": {k: v for k, v in merged.items() if v}}}
     prepared.attrs = {**old_attrs, INFO_ATTR: info}
@@ -101,7 +102,7 @@ def write_region(
         variables that are not stored.
     """
     previous, _, old_info = _previous(obj, options)
-    obj = assign_crs(obj, options.crs)
+    obj = checked_crs(obj, options.crs)
     ds, _ = to_dataset(obj, variable=old_info.get("variable"))
     if options.encoding:
         raise FormatError(
@@ -160,4 +161,4 @@ def _previous(obj: Any, options: WriteOptions) -> tuple[Location, dict[str, Any]
 def _footprint(location: Location, info: Mapping[str, Any]) -> Footprint:
     """Footprint of the combined version, from its coordinates."""
     combined = open_version(location, info, OpenRequest(), checked=False)
-    return raster_footprint(combined, crs=effective_crs(combined, None))
+    return xarray_footprint(combined)

@@ -9,7 +9,11 @@ What plain ``to_zarr`` cannot round-trip is made reversible and recorded in
   and put back, with their numpy type, on open;
 - CF references kept in ``encoding`` (``grid_mapping``, ``bounds``) go back to
   ``encoding`` instead of appearing in ``attrs``;
-- non-index coordinates (the ``spatial_ref`` grid mapping) stay coordinates.
+- non-index coordinates (the ``spatial_ref`` grid mapping) stay coordinates;
+- dtypes xarray does not read back as written (datetimes at a resolution other than
+  nanoseconds, object strings, which come back as numpy ``StringDType``) are cast back,
+  and missing values of object strings, which Zarr cannot mark, are stored as
+  :data:`MISSING_STRING` and read back as ``None`` (or ``NaN``).
 
 What other readers see stays standard: data variables list their coordinates in the
 CF ``coordinates`` attribute, a nodata value kept in ``attrs`` becomes the Zarr
@@ -35,6 +39,7 @@ __all__ = [
     "DATAARRAY_VARIABLE",
     "INFO_ATTR",
     "INFO_VERSION",
+    "MISSING_STRING",
     "check_object_dtypes",
     "geo_attrs",
     "prepare",
@@ -50,6 +55,11 @@ INFO_ATTR = "_memories_geo"
 
 #: Layout version of ``object_info`` / :data:`INFO_ATTR`.
 INFO_VERSION = 1
+
+#: What a missing value of an object string variable is stored as (Zarr strings have
+#: no fill value); a variable holding this string is refused.
+MISSING_STRING = "\u241fmissing\u241f"
+_MISSING_BYTES = MISSING_STRING.encode()
 
 #: Attributes the CF decoder acts on (or the encoder refuses to overwrite).
 _CF_CODER_ATTRS = frozenset(
@@ -121,7 +131,8 @@ def prepare(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, Any]]:
         (see :func:`check_object_dtypes`).
     """
     check_object_dtypes(ds)
-    ds = ds.copy(deep=False)
+    ds, nulls = _fill_missing_strings(ds.copy(deep=False))
+    dtypes = {str(n): v.dtype.str for n, v in ds.variables.items() if v.dtype.kind in "OMm"}
     moved: dict[str, dict[str, Any]] = {}
     from_encoding: dict[str, list[str]] = {}
     non_index = [str(c) for c in ds.coords if c not in ds.dims]
@@ -148,11 +159,87 @@ def prepare(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, Any]]:
         var.attrs = attrs
         var.encoding = encoding
     info: dict[str, Any] = {"coords": sorted(non_index)}
+    if dtypes:
+        info["dtypes"] = dtypes
+    if nulls:
+        info["nulls"] = nulls
     if moved:
         info["attrs"] = moved
     if from_encoding:
         info["encoding"] = from_encoding
     return ds, info
+
+
+def _fill_missing_strings(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, str]]:
+    """``ds`` with missing values of string variables set to :data:`MISSING_STRING`.
+
+    Returns the variables whose missing values were ``NaN`` (the others were ``None``).
+
+    Raises
+    ------
+    UnsupportedObjectError
+        For a string variable holding :data:`MISSING_STRING` itself.
+    """
+    import numpy as np
+    import pandas as pd
+
+    nulls: dict[str, str] = {}
+    filled: dict[str, Any] = {}
+    for name, var in ds.variables.items():
+        if var.dtype.kind != "O" or var.size == 0:
+            continue
+        values = np.asarray(var.values)
+        missing = np.asarray(pd.isnull(values))
+        present = values[~missing]
+        if not present.size or not isinstance(present.flat[0], str | bytes):
+            continue
+        if any(v in (MISSING_STRING, _MISSING_BYTES) for v in present.ravel()):
+            raise UnsupportedObjectError(
+                f"variable {str(name)!r} holds the string {MISSING_STRING!r}, which marks missing "
+                "strings in Zarr; replace it before saving"
+            )
+        if not missing.any():
+            continue
+        sentinel: str | bytes = MISSING_STRING
+        if all(isinstance(v, bytes) for v in present.ravel()):
+            sentinel = _MISSING_BYTES
+        if any(isinstance(v, float) for v in values[missing].ravel()):
+            nulls[str(name)] = "nan"
+        data: Any = np.where(missing, np.array(sentinel, dtype=object), values).astype(object)
+        if var.chunks is not None:
+            import dask.array
+
+            data = dask.array.from_array(data, chunks=var.chunks)
+        filled[str(name)] = var.copy(data=data)
+    if not filled:
+        return ds, nulls
+    coords = {k: v for k, v in filled.items() if k in ds.coords}
+    return ds.assign_coords(coords).assign({k: v for k, v in filled.items() if k not in coords}), nulls
+
+
+def _restore_dtypes(ds: xr.Dataset, node: Mapping[str, Any]) -> xr.Dataset:
+    """Cast variables back to the dtypes recorded by :func:`prepare`, and missing strings back."""
+    import numpy as np
+
+    nulls = node.get("nulls", {})
+    replaced: dict[str, Any] = {}
+    for name, recorded in node.get("dtypes", {}).items():
+        if name not in ds.variables:
+            continue
+        var = ds.variables[name]
+        wanted = np.dtype(recorded)
+        new = var if var.dtype == wanted else var.astype(wanted)
+        if wanted.kind == "O" and var.dtype.kind in "OTUS":
+            null = np.nan if nulls.get(name) == "nan" else None
+            keep = (new != MISSING_STRING) & (new != _MISSING_BYTES)
+            new = new.where(keep, np.array(null, dtype=object))
+        if new is not var:
+            new.attrs, new.encoding = var.attrs, var.encoding
+            replaced[name] = new
+    if not replaced:
+        return ds
+    coords = {k: v for k, v in replaced.items() if k in ds.coords}
+    return ds.assign_coords(coords).assign({k: v for k, v in replaced.items() if k not in coords})
 
 
 def check_object_dtypes(ds: xr.Dataset) -> None:
@@ -205,6 +292,7 @@ def _one_storable_type(element: Any) -> bool:
 def restore(ds: xr.Dataset, node: Mapping[str, Any]) -> xr.Dataset:
     """Undo :func:`prepare` on a freshly opened Dataset (``node`` is its ``node_info``)."""
     ds.attrs.pop(INFO_ATTR, None)
+    ds = _restore_dtypes(ds, node)
     coords = set(node.get("coords", []))
     to_coords = [n for n in ds.data_vars if str(n) in coords]
     to_vars = [n for n in ds.coords if n not in ds.dims and str(n) not in coords]

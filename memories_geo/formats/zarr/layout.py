@@ -6,13 +6,21 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memories_geo.kinds import spatial_dims
+from memories_geo.kinds import spatial_dims, time_dim
 from memories_geo.types import CompressionLevel
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["CHUNK_BYTES", "SHARDED_LEVELS", "SHARD_BYTES", "align_to_region", "apply_layout", "choose_chunks"]
+__all__ = [
+    "CHUNK_BYTES",
+    "SHARDED_LEVELS",
+    "SHARD_BYTES",
+    "align_to_region",
+    "apply_layout",
+    "choose_chunks",
+    "plane_dims",
+]
 
 #: (smallest, aimed-for, largest) uncompressed chunk size chosen when the caller gives none.
 CHUNK_BYTES: tuple[int, int, int] = (1 << 20, 4 << 20, 8 << 20)
@@ -55,7 +63,8 @@ def choose_chunks(
     dims : sequence of str
         Dimension names, in order.
     spatial : iterable of str
-        The spatial dimension names among ``dims`` (x/y, lon/lat).
+        The dimensions tiled last among ``dims``: a raster's x/y (lon/lat), or, for
+        data without spatial dims, all but the time dim (see :func:`plane_dims`).
     dask_chunks : sequence of sequence of int, optional
         The array's dask chunks, if it is dask-backed.
 
@@ -166,6 +175,26 @@ def _shards(
     return tuple(shard)
 
 
+def plane_dims(ds: xr.Dataset) -> set[str]:
+    """The dimensions a chunk tiles rather than cuts first (see :func:`choose_chunks`).
+
+    A raster's spatial dims; for data without them (station time series, other
+    arrays), every dimension but the datetime one, so a chunk holds a run of time
+    steps of all stations (when that fits the chunk size) and every dimension is
+    bounded by :data:`CHUNK_BYTES`.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> sorted(plane_dims(xr.Dataset({"v": (("station", "time"), np.zeros((2, 3)))})))
+    ['station']
+    """
+    dims = spatial_dims(ds)
+    if dims is not None:
+        return set(dims)
+    return {str(d) for d in ds.dims} - {time_dim(ds)}
+
+
 def apply_layout(
     ds: xr.Dataset,
     encoding: dict[str, dict[str, Any]],
@@ -178,8 +207,7 @@ def apply_layout(
     Arrays already in ``stored`` (the zarr group appended to) keep their layout, and
     the new data is aligned with it.
     """
-    dims_xy = spatial_dims(ds)
-    spatial = set(dims_xy or ())
+    spatial = plane_dims(ds)
     sharded = CompressionLevel(level) in SHARDED_LEVELS
     rechunked: dict[str, Any] = {}
     for name, var in ds.variables.items():

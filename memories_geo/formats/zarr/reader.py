@@ -45,7 +45,7 @@ def open_version(
     ------
     OptionError
         ``columns=`` on a DataArray or DataTree; ``bbox=`` / ``time=`` on data without
-        x/y coordinates / a datetime dimension.
+        a spatial extent (x/y or latitude/longitude coordinates) / a datetime dimension.
     FormatError
         A column that is not stored, or a bbox or time range that selects nothing.
     ChecksumMismatchError
@@ -63,8 +63,11 @@ def open_version(
             + ("; select nodes of the opened tree instead" if kind == "DataTree" else "")
         )
     store: Any = checked_store(location) if checked else zarr_store(location, read_only=True)
+    decode_times = _time_decoder(nodes)
     if kind == "DataTree":
-        tree = xr.open_datatree(store, engine="zarr", chunks=chunks, consolidated=True)
+        tree = xr.open_datatree(
+            store, engine="zarr", chunks=chunks, consolidated=True, decode_times=decode_times
+        )
         datasets = {
             node.path: restore(node.to_dataset(inherit=False), nodes.get(node.path, {}))
             for node in tree.subtree
@@ -73,7 +76,7 @@ def open_version(
         if request.bbox is None and request.time is None:
             return restored
         return select_tree(restored, request)
-    ds = xr.open_zarr(store, chunks=chunks, consolidated=True)
+    ds = xr.open_zarr(store, chunks=chunks, consolidated=True, decode_times=decode_times)
     for key in object_info.get("geo_attrs", []):
         ds.attrs.pop(key, None)
     ds = restore(ds, nodes.get("/", {}))
@@ -85,3 +88,24 @@ def open_version(
     if request.columns is not None:
         ds = select_variables(ds, request.columns)
     return ds
+
+
+def _time_decoder(nodes: Mapping[str, Any]) -> Any:
+    """Decode datetimes at the resolution they were saved with when all share one.
+
+    Otherwise (mixed resolutions, or a version that did not record them) xarray's
+    default nanoseconds, and :func:`~memories_geo.formats.zarr.cf.restore` casts.
+    """
+    import numpy as np
+    import xarray as xr
+
+    units = {
+        np.datetime_data(np.dtype(recorded))[0]
+        for node in nodes.values()
+        for recorded in node.get("dtypes", {}).values()
+        if np.dtype(recorded).kind == "M"
+    }
+    for unit in ("s", "ms", "us"):
+        if units == {unit}:
+            return xr.coders.CFDatetimeCoder(time_unit=unit)
+    return True

@@ -1,4 +1,9 @@
-"""Write a Dataset, DataArray or DataTree as a new Zarr v3 group."""
+"""Write a Dataset, DataArray or DataTree as a new Zarr v3 group.
+
+Rasters need a CRS (their own, or ``crs=``); arrays without spatial dims (station time
+series, any other Dataset) need none and get none: their footprint comes from their
+latitude/longitude coordinates, if any (see :func:`memories_geo.footprint.array_footprint`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.crs import assign_crs, xarray_crs
-from memories_geo.errors import FormatError, UnsupportedObjectError
-from memories_geo.footprint import Footprint, bbox_to_wgs84, raster_footprint
+from memories_geo.errors import FormatError, OptionError
+from memories_geo.footprint import (
+    Footprint,
+    array_footprint,
+    bbox_to_wgs84,
+    raster_footprint,
+    xarray_footprint,
+)
 from memories_geo.formats.zarr.cf import INFO_ATTR, INFO_VERSION, geo_attrs, prepare, to_dataset
 from memories_geo.formats.zarr.encoding import merge_encoding, user_encoding, validate_encoding
 from memories_geo.formats.zarr.layout import apply_layout
@@ -20,7 +31,7 @@ if TYPE_CHECKING:
     from memories_geo.backends.base import Location
     from memories_geo.formats.base import WriteOptions
 
-__all__ = ["effective_crs", "write_new", "write_tree"]
+__all__ = ["checked_crs", "effective_crs", "write_new", "write_tree"]
 
 Written = tuple[Footprint, Mapping[str, Any], Any]
 
@@ -30,8 +41,28 @@ def effective_crs(obj: xr.Dataset | xr.DataArray, crs: Any) -> Any:
     return crs if crs is not None else xarray_crs(obj)
 
 
+def checked_crs(obj: xr.Dataset | xr.DataArray, crs: Any) -> xr.Dataset | xr.DataArray:
+    """``obj`` with ``crs`` assigned (see :func:`memories_geo.crs.assign_crs`) if it is a raster.
+
+    Raises
+    ------
+    OptionError
+        For ``crs=`` on an object without spatial dims: there are no x/y coordinates
+        for it to describe.
+    UnsupportedObjectError
+        For ``crs=`` differing from the raster's own CRS.
+    """
+    if crs is not None and spatial_dims(obj) is None:
+        raise OptionError(
+            f"crs= sets the CRS of a raster's x/y coordinates; this {type(obj).__name__} has no "
+            f"spatial dims (dims: {tuple(map(str, obj.dims))}). Leave crs= unset: latitude/longitude "
+            "coordinates, if any, are read as EPSG:4326"
+        )
+    return assign_crs(obj, crs)
+
+
 def write_new(obj: Any, location: Location, options: WriteOptions, extra: Mapping[str, Any]) -> Written:
-    """Write a Dataset or DataArray as a new group.
+    """Write a Dataset or DataArray (raster or not) as a new group.
 
     Returns
     -------
@@ -39,8 +70,8 @@ def write_new(obj: Any, location: Location, options: WriteOptions, extra: Mappin
         ``(footprint, object_info, pending)``; ``pending`` is the delayed chunk write
         with ``compute=False``.
     """
-    obj = assign_crs(obj, options.crs)
-    footprint = raster_footprint(obj, crs=effective_crs(obj, options.crs))
+    obj = checked_crs(obj, options.crs)
+    footprint = xarray_footprint(obj, crs=effective_crs(obj, options.crs))
     ds, info = to_dataset(obj)
     prepared, node = prepare(ds)
     info["nodes"] = {"/": node}
@@ -64,12 +95,17 @@ def write_tree(
 
     ``options.encoding`` is keyed by node path, then by variable.
 
+    The footprint covers the nodes' rasters and latitude/longitude coordinates;
+    a tree with neither has an empty one.
+
     Raises
     ------
     FormatError
         For an encoding keyed by a path that is not a node.
+    OptionError
+        For ``crs=`` when no node is a raster.
     UnsupportedObjectError
-        When no node has data variables on spatial dimensions.
+        For a raster node without a CRS.
     """
     import xarray as xr
 
@@ -77,6 +113,7 @@ def write_tree(
     nodes: dict[str, Any] = {}
     encoding: dict[str, Any] = {}
     footprints: list[Footprint] = []
+    rasters = 0
     user = dict(options.encoding or {})
     unknown = sorted(set(user) - {n.path for n in tree.subtree})
     if unknown:
@@ -92,6 +129,9 @@ def write_tree(
             if checked is not full:
                 ds = assign_crs(ds, options.crs)
             footprints.append(raster_footprint(checked, crs=effective_crs(checked, options.crs)))
+            rasters += 1
+        elif full.data_vars:
+            footprints.append(array_footprint(full))
         prepared, node_info = prepare(ds)
         node_encoding = merge_encoding(
             prepared, options.compression, validate_encoding(prepared, user.get(node.path))
@@ -99,6 +139,11 @@ def write_tree(
         datasets[node.path] = apply_layout(prepared, node_encoding, options.compression)
         nodes[node.path] = node_info
         encoding[node.path] = node_encoding
+    if options.crs is not None and not rasters:
+        raise OptionError(
+            "crs= sets the CRS of a raster's x/y coordinates; no node of this DataTree has "
+            "data variables on spatial dims. Leave crs= unset"
+        )
     info: dict[str, Any] = {"version": INFO_VERSION, "type": "DataTree", "name": tree.name, "nodes": nodes}
     datasets["/"].attrs[INFO_ATTR] = info
     pending = write_zarr(
@@ -113,14 +158,11 @@ def write_tree(
 
 
 def _union_footprints(footprints: list[Footprint], tree: xr.DataTree) -> Footprint:
-    if not footprints:
-        raise UnsupportedObjectError(
-            "no node of this DataTree has data variables on spatial dims (x/y, lon/lat)"
-        )
-    crss = {f.crs for f in footprints}
+    located = [f for f in footprints if f.crs is not None]
+    crss = {f.crs for f in located}
     native = None
-    if len(crss) == 1 and all(f.native_bbox for f in footprints):
-        native = _union([f.native_bbox for f in footprints if f.native_bbox])
+    if len(crss) == 1 and all(f.native_bbox for f in located):
+        native = _union([f.native_bbox for f in located if f.native_bbox])
     boxes = [f.bbox for f in footprints if f.bbox]
     bbox = _union(boxes) if boxes else None
     if native is not None and bbox is None:
