@@ -56,6 +56,12 @@ def _bound(value: Any, *, end: bool) -> str | None:
         return None
     if isinstance(value, str):
         try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError):
+            stamp = None
+        if stamp is not None and stamp.tzinfo is not None:
+            return iso_utc(stamp)
+        try:
             period = pd.Period(value)
         except (ValueError, TypeError):
             period = None

@@ -222,6 +222,8 @@ class Resolver:
         )
         fmt = _checked_format(fmt_name, kind, obj)
         check_options(extra, getattr(fmt, "write_options", {}), f"save() in format {fmt.name!r}")
+        if _is_codec(compression, fmt):
+            extra["compression"], compression = compression, None
         options = WriteOptions(
             mode=mode,
             compression=_compression(compression, self.tiers.tier_config(tier_name).compression),
@@ -249,6 +251,13 @@ class Resolver:
 
     def _location(self, entry: Entry) -> Location:
         return Location(self.tiers.backend(entry.tier), entry.path)
+
+
+def _is_codec(asked: Any, fmt: Format) -> bool:
+    """Whether ``compression=`` names a codec of a format that takes one (``"snappy"`` for Parquet)."""
+    if asked is None or isinstance(asked, CompressionLevel) or asked in {c.value for c in CompressionLevel}:
+        return False
+    return "compression" in getattr(fmt, "write_options", {})
 
 
 def _compression(asked: str | CompressionLevel | None, tier_level: CompressionLevel) -> CompressionLevel:

@@ -470,7 +470,7 @@ def _images(cell: Any) -> int:
 
 
 def test_there_is_a_tutorial_per_capability() -> None:
-    wanted = {"rasters", "vectors", "tiers", "checkpoints", "distributed", "lifecycle"}
+    wanted = {"rasters", "vectors", "tiers", "checkpoints", "distributed", "lifecycle", "timeseries"}
     assert wanted <= {p.stem for p in NOTEBOOKS}
 
 

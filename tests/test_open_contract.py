@@ -111,3 +111,15 @@ class TestZarr(_Embedded, RasterQueryTests, AppendTests):
 
 class TestCOG(_Embedded, RasterQueryTests):
     format_name = "cog"
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("2024-01-02T00:00+01:00", ("2024-01-01T23:00:00.000000", "2024-01-01T23:00:00.000000")),
+    (("2024-01-02T00:00Z", None), ("2024-01-02T00:00:00.000000", None)),
+    (("2024-01-02T06:30-05:00", "2024-01-03"), ("2024-01-02T11:30:00.000000", "2024-01-03T23:59:59.999999")),
+    ("2024-03", ("2024-03-01T00:00:00.000000", "2024-03-31T23:59:59.999999")),
+])
+def test_time_strings_with_offsets_are_read_in_utc(given, expected) -> None:
+    from memories_geo.query import normalize_time
+
+    assert normalize_time(given) == expected

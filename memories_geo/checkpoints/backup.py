@@ -1,8 +1,10 @@
-"""Backup copies of checkpointed versions: byte copies for files, GeoParquet exports for tables.
+"""Backup copies of checkpointed versions: byte copies for files, Parquet exports for tables.
 
 A version stored as files is copied file by file (streamed) and verified against its
-checksum manifest; a version stored as database tables is exported as GeoParquet, and
-re-created from it only if the re-created table's digest equals the original's.
+checksum manifest; a version stored as database tables is exported (GeoParquet for a
+vector layer, the Parquet time-series format for a time series, a TimescaleDB
+hypertable), and re-created from it only if the re-created table's digest equals the
+original's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 #: Suffix of the GeoParquet export that backs up a version stored as tables.
 TABLE_EXPORT = ".table.parquet"
+
+#: Format of the export of a table version, by kind (GeoParquet for any other kind).
+EXPORT_FORMATS = {"timeseries": "parquet"}
+
+
+def export_format(entry: Entry) -> str:
+    """The format a table version of ``entry``'s kind is backed up in."""
+    return EXPORT_FORMATS.get(entry.kind, "geoparquet")
 
 
 class BackupStore:
@@ -125,28 +135,28 @@ class BackupStore:
                     entry.size_bytes)
 
     def _export_table(self, entry: Entry) -> None:
-        """Back up a table version as GeoParquet, proven by a full round trip through it."""
+        """Back up a table version as (Geo)Parquet (:func:`export_format`)."""
         obj = get_format(entry.format).open(self.versions.location(entry), entry.object_info, open_request())
         target = Location(self.backend, self.path_of(entry) + TABLE_EXPORT)
-        get_format("geoparquet").write(obj, target, WriteOptions(mode="w", compression=CompressionLevel.HIGH))
+        get_format(export_format(entry)).write(obj, target,
+                                               WriteOptions(mode="w", compression=CompressionLevel.HIGH))
 
     def _import_table(self, entry: Entry) -> None:
-        """Re-create a table version from its GeoParquet backup; the table digest must match."""
+        """Re-create a table version from its Parquet export; the table digest must match."""
         source = Location(self.backend, self.path_of(entry) + TABLE_EXPORT)
-        obj = get_format("geoparquet").open(
+        obj = get_format(export_format(entry)).open(
             source, {"type": entry.object_info.get("type", "GeoDataFrame")}, open_request()
         )
         fmt = get_format(entry.format)
         location = self.versions.location(entry)
         self.versions.unpublish(entry)
         fmt.delete(location)
-        result = fmt.write(obj, location, WriteOptions(mode="w"))
-        if result.manifest.checksum != entry.checksum:
+        fmt.write(obj, location, WriteOptions(mode="w"))
+        problems = fmt.verify(location, self.versions.catalog.manifest(entry))
+        if problems:
             fmt.delete(location)
             raise ChecksumMismatchError(
-                f"re-created table of {entry.key} v{entry.version} differs from the original",
-                [f"{entry.key} v{entry.version}: table digest {result.manifest.checksum} "
-                 f"!= {entry.checksum}"],
+                f"re-created table of {entry.key} v{entry.version} differs from the original", problems
             )
         with contextlib.suppress(KeyNotFoundError):
             self.versions.publish(self.versions.catalog.current(entry.key))

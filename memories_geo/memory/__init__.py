@@ -136,8 +136,9 @@ class Memory(LifecycleMixin):
             Dimension to append along, with ``mode="a"``. Zarr also takes ``region=``
             (a dict of slices, or ``"auto"``) with ``mode="a"`` to overwrite part of
             the array in a new version.
-        compression : {"fast", "medium", "high", "maximum"}, optional
-            Override the tier's compression level.
+        compression : {"fast", "medium", "high", "maximum"} or str, optional
+            Override the tier's compression level; a format that takes a codec name
+            (Parquet: ``"snappy"``, ``"zstd"``...) takes it here too.
         attrs : mapping, optional
             Metadata stored in the catalog with this version.
         tags : sequence of str

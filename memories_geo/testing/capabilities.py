@@ -19,7 +19,7 @@ import pytest
 
 from memories_geo.errors import KeyNotFoundError, OptionError
 
-__all__ = ["AppendTests", "RasterQueryTests", "VectorQueryTests"]
+__all__ = ["AppendTests", "RasterQueryTests", "TimeQueryTests", "VectorQueryTests"]
 
 #: The bbox every query test asks for, in EPSG:4326: it cuts through the test data.
 QUERY_BBOX = (2.05, 44.05, 6.95, 47.45)
@@ -189,6 +189,90 @@ class RasterQueryTests:
         self._saved(memory, query_raster)
         with pytest.raises(OptionError, match=r"'tme'.*accepted keywords: \[.*'time'"):
             memory.open(self.key, tme="2024-01-02")
+
+
+class TimeQueryTests:
+    """``time=`` on a stored time series: inclusive ranges, partial dates, pushed down to storage.
+
+    Subclasses implement :meth:`units_read`, which proves the pushdown: how many storage
+    units (files, row groups, chunks, table partitions) a read opens. A ``time=`` read of
+    one month must open fewer than a whole read.
+    """
+
+    format_name: ClassVar[str]
+    tier: ClassVar[str]
+    key: ClassVar[str]
+    #: Extra ``save`` keywords for the query series (e.g. a small ``row_group_size``).
+    query_save_kwargs: ClassVar[dict[str, Any]] = {}
+
+    @pytest.fixture
+    def query_series(self) -> Any:
+        """Four stations, every 6 hours over 2024 (UTC), sorted by (time, station), a RangeIndex."""
+        import pandas as pd
+
+        times = pd.date_range("2024-01-01", "2024-12-31 18:00", freq="6h", tz="UTC")
+        stations = ["s1", "s2", "s3", "s4"]
+        rng = np.random.default_rng(5)
+        return pd.DataFrame({
+            "time": np.repeat(times, len(stations)),
+            "station": stations * len(times),
+            "value": rng.normal(size=len(times) * len(stations)),
+        })
+
+    def units_read(self, memory: Any, key: str, **query: Any) -> int:
+        """Storage units a read of ``key`` with ``query`` opens (override)."""
+        raise NotImplementedError
+
+    def _saved(self, memory: Any, series: Any) -> None:
+        memory.save(series, self.key, format=self.format_name, tier=self.tier, **self.query_save_kwargs)
+
+    @staticmethod
+    def _rows(frame: Any) -> Any:
+        return frame[["time", "station", "value"]].reset_index(drop=True)
+
+    def test_time_selects_rows_inclusively(self, memory: Any, query_series: Any) -> None:
+        import pandas as pd
+
+        self._saved(memory, query_series)
+        got = memory.open(self.key, time=("2024-02", "2024-03-10 06:00"))
+        when = query_series["time"]
+        expected = query_series[(when >= "2024-02-01") & (when <= "2024-03-10 06:00")]
+        assert len(expected) == (29 * 4 + 9 * 4 + 2) * 4
+        pd.testing.assert_frame_equal(self._rows(got), self._rows(expected), check_exact=True)
+
+    def test_a_partial_date_is_its_whole_period(self, memory: Any, query_series: Any) -> None:
+        self._saved(memory, query_series)
+        got = memory.open(self.key, time="2024-02-29")
+        assert len(got) == 4 * 4
+        assert (got["time"].dt.strftime("%Y-%m-%d") == "2024-02-29").all()
+
+    def test_aware_bounds_compare_instants(self, memory: Any, query_series: Any) -> None:
+        import pandas as pd
+
+        self._saved(memory, query_series)
+        start = pd.Timestamp("2024-05-01 03:00", tz="Europe/Paris")
+        got = memory.open(self.key, time=(start, start + pd.Timedelta(hours=6)))
+        assert sorted(got["time"].unique()) == [pd.Timestamp("2024-05-01 06:00", tz="UTC")]
+
+    def test_time_with_columns(self, memory: Any, query_series: Any) -> None:
+        self._saved(memory, query_series)
+        got = memory.open(self.key, time="2024-03", columns=["value"])
+        assert "value" in got.columns
+        assert "station" not in got.columns
+        assert len(got) == 31 * 4 * 4
+
+    def test_time_outside_the_series_selects_nothing(self, memory: Any, query_series: Any) -> None:
+        self._saved(memory, query_series)
+        got = memory.open(self.key, time=("1990-01-01", "1990-12-31"))
+        assert len(got) == 0
+        assert list(got.columns) == list(query_series.columns)
+        assert got["time"].dtype == query_series["time"].dtype
+
+    def test_time_is_pushed_down(self, memory: Any, query_series: Any) -> None:
+        self._saved(memory, query_series)
+        everything = self.units_read(memory, self.key)
+        month = self.units_read(memory, self.key, time="2024-03")
+        assert 0 < month < everything
 
 
 class AppendTests:

@@ -44,9 +44,16 @@ class PostgresBackend:
         ``password``; ``min_size`` / ``max_size`` of the connection pool (default 1 / 4);
         ``timeout`` (seconds to wait for a free pooled connection, default 30);
         ``connect_timeout`` (seconds to wait for the server to answer, default 5);
-        ``application_name``; ``load_partitions`` (default 2, at most 8): how many
+        ``application_name``; ``prepare_threshold`` (psycopg's, default 5; ``None`` or
+        ``"none"`` never prepares statements on the server, for poolers and servers
+        without them); ``load_partitions`` (default 2, at most 8): how many
         partitions a large new version table may be split into so their indexes build
         in parallel, 1 for one plain table. Never shown.
+
+        A server that takes one connection at a time (PGlite over its socket) needs
+        ``min_size=1, max_size=1, prepare_threshold=None`` and ``sslmode=disable`` in the
+        URL (ADBC opens connections of its own: the ``timescaledb`` format then reads
+        through the pool, and ``postgis`` reads need ``engine="psycopg"``).
 
     Notes
     -----
@@ -166,6 +173,11 @@ class PostgresBackend:
             JSON-serialisable description kept beside it (see :meth:`lookup`).
         """
         self._records.register(con, path, table, info)
+
+    def update_info(self, path: str, info: Mapping[str, Any]) -> None:
+        """Replace what the format recorded for the table at ``path`` (e.g. checksums known after loading)."""
+        with self._timed("update_info", path), self.connection() as con:
+            self._records.update(con, path, info)
 
     def lookup(self, path: str, *, con: psycopg.Connection[Any] | None = None) -> VersionTable | None:
         """The table registered at ``path`` and its info, or ``None``.

@@ -15,18 +15,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memories_geo.backends.base import redact_url
-from memories_geo.errors import TierUnavailableError
+from memories_geo.errors import ConfigError, TierUnavailableError
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-__all__ = ["CONNECT_TIMEOUT", "POOL_OPTIONS", "LazyPool", "conninfo", "redact"]
+__all__ = ["CONNECT_TIMEOUT", "POOL_OPTIONS", "LazyPool", "conninfo", "prepare_threshold", "redact"]
 
 logger = logging.getLogger(__name__)
 
 #: ``storage_options`` keys that configure the pool.
-POOL_OPTIONS = frozenset({"min_size", "max_size", "timeout", "connect_timeout", "application_name"})
+POOL_OPTIONS = frozenset(
+    {"min_size", "max_size", "timeout", "connect_timeout", "application_name", "prepare_threshold"}
+)
 #: Seconds libpq waits for a server to answer, unless ``connect_timeout`` is set (option or URL).
 CONNECT_TIMEOUT = 5
 _FIX = "check the host and port in the tier URL and that the PostgreSQL server is running"
@@ -50,6 +52,28 @@ def conninfo(url: str, password: Any = None) -> str:
     return parts._replace(query=urlencode(query)).geturl()
 
 
+def prepare_threshold(value: Any) -> int | None:
+    """The ``prepare_threshold`` storage option: ``None`` (or ``"none"``) or a count of at least 0.
+
+    Raises
+    ------
+    ConfigError
+        For anything else.
+
+    Examples
+    --------
+    >>> prepare_threshold("none") is None, prepare_threshold("0")
+    (True, 0)
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigError(f"prepare_threshold must be None ('none') or an integer >= 0, got {value!r}")
+
+
 def redact(text: str, password: Any) -> str:
     """``text`` with every occurrence of ``password`` replaced by ``***``."""
     return text.replace(str(password), "***") if password else text
@@ -67,8 +91,10 @@ class LazyPool:
     options : mapping
         ``min_size`` / ``max_size`` (default 1 / 4), ``timeout`` (seconds to wait for
         a free connection of the pool, default 30), ``connect_timeout`` (seconds libpq
-        waits for the server to answer, default 5) and ``application_name`` (default
-        ``"memories_geo"``).
+        waits for the server to answer, default 5), ``application_name`` (default
+        ``"memories_geo"``) and ``prepare_threshold`` (psycopg's: executions of a query
+        before it is prepared on the server, default 5; ``None`` or ``"none"`` never
+        prepares, for servers and poolers without prepared statements).
 
     Notes
     -----
@@ -118,6 +144,8 @@ class LazyPool:
             kwargs["connect_timeout"] = int(options["connect_timeout"])
         elif "connect_timeout" not in dict(parse_qsl(urlsplit(self.url).query)):
             kwargs["connect_timeout"] = CONNECT_TIMEOUT
+        if "prepare_threshold" in options:
+            kwargs["prepare_threshold"] = prepare_threshold(options["prepare_threshold"])
         return kwargs
 
     def unavailable(self, exc: BaseException) -> TierUnavailableError:

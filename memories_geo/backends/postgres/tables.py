@@ -4,8 +4,9 @@ Two tables in the tier's schema, created by :meth:`TablesOfRecord.create` and wr
 only through the methods here:
 
 - ``memories_geo_tables`` (:data:`REGISTRY_TABLE`): logical path of a version
-  (``{key}/@v/{version_id}``) -> physical table name, plus what its format recorded
-  (``info``, JSON);
+  (``{key}/@v/{version_id}``) -> physical table (or view) name, plus what its format
+  recorded (``info``, JSON; its ``"tables"``: tables the version may share with other
+  versions, dropped with the last version whose relation uses them);
 - ``memories_geo_objects`` (:data:`OBJECTS_TABLE`): small objects (version records,
   checkpoint manifests) by logical path, so ``write_bytes`` / ``read_bytes`` work as on
   file tiers.
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
-__all__ = ["OBJECTS_TABLE", "REGISTRY_TABLE", "TablesOfRecord", "VersionTable"]
+__all__ = ["OBJECTS_TABLE", "REGISTRY_TABLE", "TablesOfRecord", "VersionTable", "drop_unless_used"]
 
 #: Registry of version tables: logical path -> physical table name (+ what ``open`` needs).
 REGISTRY_TABLE = "memories_geo_tables"
@@ -115,6 +116,15 @@ class TablesOfRecord:
             (path, table, path.split("/@v/", 1)[0], json.dumps(dict(info))),
         )
 
+    def update(self, con: psycopg.Connection[Any], path: str, info: Mapping[str, Any]) -> None:
+        """Replace the ``info`` recorded for the version table at ``path``."""
+        from psycopg import sql
+
+        con.execute(
+            sql.SQL("UPDATE {} SET info = %s WHERE path = %s").format(self._id(REGISTRY_TABLE)),
+            (json.dumps(dict(info)), path),
+        )
+
     def lookup(self, con: psycopg.Connection[Any], path: str) -> VersionTable | None:
         """The version table registered at ``path``, or ``None``."""
         from psycopg import sql
@@ -194,18 +204,45 @@ class TablesOfRecord:
     def remove(self, con: psycopg.Connection[Any], path: str) -> None:
         """Forget and drop the version tables at or under ``path``, and delete small objects there.
 
-        A table something else depends on (a user's view) is not dropped: PostgreSQL's
-        error is raised and the caller's transaction rolls back.
+        The registered relation (a table, or a view) is dropped. A table or view
+        something else depends on (a user's view) is not dropped: PostgreSQL's error is
+        raised and the caller's transaction rolls back. Then each table the version's
+        info lists under ``"tables"`` (tables it shares with other versions, see
+        :func:`drop_unless_used`) is dropped unless another relation still depends on it.
         """
         from psycopg import sql
 
         delete = sql.SQL("DELETE FROM {} WHERE path = %s OR starts_with(path, %s)")
         con.execute(delete.format(self._id(OBJECTS_TABLE)), _under(path))
         rows = con.execute(
-            sql.SQL("DELETE FROM {} WHERE path = %s OR starts_with(path, %s) RETURNING table_name").format(
-                self._id(REGISTRY_TABLE)
-            ),
+            sql.SQL(
+                "DELETE FROM {} WHERE path = %s OR starts_with(path, %s) RETURNING table_name, info"
+            ).format(self._id(REGISTRY_TABLE)),
             _under(path),
         ).fetchall()
-        for (table,) in rows:
-            con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._id(table)))
+        for table, info in rows:
+            kind = con.execute(
+                "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (self._id(table).as_string(con),)
+            ).fetchone()
+            drop = "DROP VIEW IF EXISTS {}" if kind and kind[0] == "v" else "DROP TABLE IF EXISTS {}"
+            con.execute(sql.SQL(drop).format(self._id(table)))
+            for shared in dict(info or {}).get("tables") or []:
+                if shared != table:
+                    drop_unless_used(con, self._id(str(shared)))
+
+
+def drop_unless_used(con: psycopg.Connection[Any], table: sql.Identifier) -> bool:
+    """``DROP TABLE ... RESTRICT`` in a savepoint: ``False`` (and nothing dropped) while something uses it.
+
+    PostgreSQL's own dependencies count the users of a table shared by several
+    versions (the views of those versions): the last one removed drops it.
+    """
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with con.transaction():
+            con.execute(sql.SQL("DROP TABLE IF EXISTS {} RESTRICT").format(table))
+    except psycopg.errors.DependentObjectsStillExist:
+        return False
+    return True

@@ -268,9 +268,11 @@ def stream_matches_server(
         return False
     if con.info.server_version < 140000:
         return False
-    (probe,) = con.execute("SELECT geometry_send('SRID=4326;POINT(1 2)'::geometry)").fetchone() or (b"",)
-    if bytes(probe)[:1] != b"\x01":
-        return False
+    (has_geometry,) = con.execute("SELECT to_regtype('geometry') IS NOT NULL").fetchone() or (False,)
+    if has_geometry:
+        (probe,) = con.execute("SELECT geometry_send('SRID=4326;POINT(1 2)'::geometry)").fetchone() or (b"",)
+        if bytes(probe)[:1] != b"\x01":
+            return False
     statement = sql.SQL(
         "COPY (SELECT * FROM {} WHERE ctid < '(2,0)'::tid ORDER BY {}) TO STDOUT (FORMAT binary)"
     ).format(backend.identifier(table), sql.Identifier(row_id))
@@ -288,15 +290,25 @@ def stream_matches_server(
     return rows[:k] == sent[:k]
 
 
-def table_digest(backend: PostgresBackend, table: str, info: Mapping[str, Any]) -> tuple[str, FileDigest]:
-    """xxh3-128 of the binary ``COPY`` of every row ordered by row id (text in UTF-8), and its length."""
+def table_digest(
+    backend: PostgresBackend, table: str, info: Mapping[str, Any], rows: tuple[int, int] | None = None
+) -> tuple[str, FileDigest]:
+    """xxh3-128 of the binary ``COPY`` of every row ordered by row id (text in UTF-8), and its length.
+
+    ``rows=(first, last)``: only the rows whose row id lies in that inclusive range.
+    """
     import xxhash
     from psycopg import sql
 
     h = xxhash.xxh3_128()
     size = 0
-    statement = sql.SQL("COPY (SELECT * FROM {} ORDER BY {}) TO STDOUT (FORMAT binary)").format(
-        backend.identifier(table), sql.Identifier(info["row_id"])
+    where: sql.Composable = sql.SQL("")
+    if rows is not None:
+        where = sql.SQL(" WHERE {} BETWEEN {} AND {}").format(
+            sql.Identifier(info["row_id"]), sql.Literal(int(rows[0])), sql.Literal(int(rows[1]))
+        )
+    statement = sql.SQL("COPY (SELECT * FROM {}{} ORDER BY {}) TO STDOUT (FORMAT binary)").format(
+        backend.identifier(table), where, sql.Identifier(info["row_id"])
     )
     with backend.connection() as con:
         con.execute("SET LOCAL client_encoding TO 'UTF8'")  # text as sent, whatever PGCLIENTENCODING says

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from memories_geo.backends.postgres import PostgresBackend, VersionTable
 
-__all__ = ["ENGINES", "PARTITION_MIN_ROWS", "load_version", "partition_bounds"]
+__all__ = ["ENGINES", "PARTITION_MIN_ROWS", "load_rows", "load_version", "partition_bounds"]
 
 #: Loading / reading paths: ``"adbc"`` (Arrow-native, C++) and ``"psycopg"`` (binary COPY).
 ENGINES = ("adbc", "psycopg")
@@ -320,3 +320,15 @@ def _load_psycopg(
 
 
 _LOADERS = {"adbc": _load_adbc, "psycopg": _load_psycopg}
+
+
+def load_rows(
+    backend: PostgresBackend, table: str, prepared: Prepared, srids: Mapping[str, int], first_row: int,
+    engine: str,
+) -> None:
+    """Load the rows of ``prepared`` (row ids from ``first_row``) into the existing ``table``.
+
+    ``engine="adbc"`` ingests Arrow through ADBC, ``"psycopg"`` sends a binary ``COPY``;
+    either on a connection of its own, committed when done.
+    """
+    _LOADERS[engine](backend, table, prepared, srids, first_row)

@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from memories_geo.backends.postgres import PostgresBackend
     from memories_geo.query import OpenRequest
 
-__all__ = ["read", "select_statement", "selected_entries", "time_condition", "where_condition"]
+__all__ = [
+    "bbox_condition",
+    "fetch",
+    "read",
+    "select_statement",
+    "selected_entries",
+    "time_condition",
+    "where_condition",
+]
 
 
 def read(
@@ -48,7 +56,7 @@ def read(
         raise OptionError("columns= does not apply to a stored GeoSeries (it has one column, its geometry)")
     entries = selected_entries(info, request.columns)
     statement = select_statement(backend, table, info, entries, request)
-    raw = join_nanoseconds(_READERS[engine](backend, statement, entries), entries)
+    raw = fetch(backend, statement, entries, engine)
     gdf = _to_geodataframe(raw, info, entries)
     if is_series:
         return gdf.geometry.rename(series_name(info.get("name")))
@@ -88,14 +96,9 @@ def select_statement(
     from psycopg import sql
 
     conditions: list[sql.Composable] = []
-    active = active_entry(info)
-    box = request.bbox_in(entry_crs(active))
+    box = bbox_condition(info, request)
     if box is not None:
-        geom = sql.Identifier(active["column"])
-        envelope = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(
-            *(sql.Literal(float(v)) for v in box), sql.Literal(int(active["srid"]))
-        )
-        conditions.append(sql.SQL("{g} && {e} AND ST_Intersects({g}, {e})").format(g=geom, e=envelope))
+        conditions.append(box)
     if request.time is not None:
         conditions.append(time_condition(info, request.time))
     where = request.options.get("where")
@@ -110,10 +113,31 @@ def select_statement(
     return sql.SQL("{} ORDER BY {}").format(query, sql.Identifier(info["row_id"]))
 
 
-def time_condition(info: Mapping[str, Any], time: tuple[Any, Any]) -> sql.Composable:
-    """Rows whose first datetime column lies in ``time`` (inclusive naive-UTC bounds, ``None`` open).
+def bbox_condition(info: Mapping[str, Any], request: OpenRequest) -> sql.Composable | None:
+    """``geom && envelope AND ST_Intersects(geom, envelope)`` on the active geometry; ``None`` without bbox.
 
-    Time zone-aware columns compare in UTC; a column with a nanosecond companion
+    The envelope is the request's bbox in the geometry's CRS (:meth:`OpenRequest.bbox_in`).
+    """
+    from psycopg import sql
+
+    active = active_entry(info)
+    box = request.bbox_in(entry_crs(active))
+    if box is None:
+        return None
+    geom = sql.Identifier(active["column"])
+    envelope = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(
+        *(sql.Literal(float(v)) for v in box), sql.Literal(int(active["srid"]))
+    )
+    return sql.SQL("{g} && {e} AND ST_Intersects({g}, {e})").format(g=geom, e=envelope)
+
+
+def time_condition(
+    info: Mapping[str, Any], time: tuple[Any, Any], entry: Mapping[str, Any] | None = None
+) -> sql.Composable:
+    """Rows whose time column lies in ``time`` (inclusive naive-UTC bounds, ``None`` open).
+
+    The column is ``entry`` (a column entry of ``info``), by default the first datetime
+    column. Time zone-aware columns compare in UTC; a column with a nanosecond companion
     compares ``(microseconds, rest)`` pairs, so the bounds are exact to the nanosecond.
 
     Raises
@@ -123,7 +147,7 @@ def time_condition(info: Mapping[str, Any], time: tuple[Any, Any]) -> sql.Compos
     """
     from psycopg import sql
 
-    entry = time_entry(info)
+    entry = time_entry(info) if entry is None else entry
     if entry is None:
         raise OptionError(
             "time= filters rows on the layer's first datetime column, and this layer has none; "
@@ -244,6 +268,16 @@ def _read_psycopg(
 
 
 _READERS = {"adbc": _read_adbc, "psycopg": _read_psycopg}
+
+
+def fetch(
+    backend: PostgresBackend, statement: sql.Composed, entries: list[dict[str, Any]], engine: str
+) -> pa.Table:
+    """Rows of ``statement`` (one stored column per entry, in order) as Arrow, read with ``engine``.
+
+    Timestamps read with a nanosecond companion come back joined to it, one column per entry.
+    """
+    return join_nanoseconds(_READERS[engine](backend, statement, entries), entries)
 
 
 def _to_geodataframe(

@@ -42,6 +42,7 @@ VIEWS_TABLE = "memories_geo_views"
 
 _LOCK_ID = 0x6D677677  # "mgvw": serialises creation of the views table
 _prepared: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
+_views_ready: weakref.WeakSet[PostgresBackend] = weakref.WeakSet()
 
 _RELKINDS = {
     "r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "i": "index",
@@ -64,21 +65,26 @@ def view_name_for(key: str) -> str:
     return safe_identifier(key)
 
 
-def prepare(backend: PostgresBackend) -> None:
+def prepare(backend: PostgresBackend, *, postgis: bool = True) -> None:
     """Make sure the PostGIS extension and the views table exist (checked once per backend).
+
+    ``postgis=False`` prepares the views table alone (tables without geometry need no
+    PostGIS).
 
     Raises
     ------
     TierUnavailableError
         When PostGIS is not installed in the database and cannot be created.
     """
-    if backend in _prepared:
+    if backend in _prepared or (not postgis and backend in _views_ready):
         return
     import psycopg
     from psycopg import sql
 
-    with backend.connection() as con:
-        has_postgis = con.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone()
+    has_postgis: Any = not postgis
+    if postgis:
+        with backend.connection() as con:
+            has_postgis = con.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone()
     if not has_postgis:
         try:
             with backend.connection() as con:
@@ -98,7 +104,9 @@ def prepare(backend: PostgresBackend) -> None:
                 " updated_at timestamptz NOT NULL DEFAULT now())"
             ).format(backend.identifier(VIEWS_TABLE))
         )
-    _prepared.add(backend)
+    _views_ready.add(backend)
+    if postgis:
+        _prepared.add(backend)
 
 
 def lock(con: psycopg.Connection[Any], backend: PostgresBackend, key: str) -> None:
@@ -180,7 +188,12 @@ def check_free(backend: PostgresBackend, key: str) -> None:
 
 
 def publish(
-    backend: PostgresBackend, path: str, key: str, *, is_current: Callable[[], bool] | None = None
+    backend: PostgresBackend,
+    path: str,
+    key: str,
+    *,
+    is_current: Callable[[], bool] | None = None,
+    postgis: bool = True,
 ) -> bool:
     """Point the view named after ``key`` at the table of the version at ``path``, atomically.
 
@@ -190,6 +203,8 @@ def publish(
     that of the current version. ``CREATE OR REPLACE VIEW`` is tried first (it keeps
     objects that depend on the view); when the columns changed, the view is dropped and
     created again in the same transaction, so readers always see one complete version.
+    ``postgis=False`` publishes a table without geometry (no PostGIS needed, see
+    :func:`prepare`).
 
     Returns
     -------
@@ -204,7 +219,7 @@ def publish(
     """
     from psycopg import sql
 
-    prepare(backend)
+    prepare(backend, postgis=postgis)
     view = view_name_for(key)
     with backend.connection() as con:
         lock(con, backend, key)
