@@ -392,3 +392,45 @@ def test_postgis_tables_are_checkpointed_backed_up_and_repaired(tmp_path, postgr
     assert_geodataframe_equal(mem.open("fields"), layer)
     with psycopg.connect(postgres_dsn, autocommit=True) as con:
         con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_time_series_tables_are_backed_up_as_parquet_and_restored(tmp_path, postgres_dsn):
+    import uuid
+    import warnings
+
+    import pandas as pd
+    import psycopg
+    from pandas.testing import assert_frame_equal
+    from psycopg import sql
+
+    schema = f"cp_{uuid.uuid4().hex[:10]}"
+    mem = mg.Memory(mg.StorageConfig.from_dict({
+        "home": str(tmp_path / "home"),
+        "tiers": {"warm": {"url": postgres_dsn, "storage_options": {"schema": schema}}},
+    }))
+    times = pd.date_range("2024-01-01", periods=96, freq="h", tz="UTC")
+    obs = pd.DataFrame({"time": times.repeat(3), "station": ["a", "b", "c"] * len(times),
+                        "value": np.arange(len(times) * 3, dtype="float64")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        entry = mem.save(obs, "stations", tier="warm")
+        mem.save(obs.iloc[:5].assign(time=obs.time.iloc[:5] + pd.Timedelta(days=30)), "stations", mode="a")
+    assert (entry.format, entry.kind) == ("timescaledb", "timeseries")
+    persistence = mg.MemoryPersistence(mem, backup_storage=tmp_path / "backup")
+    cp = persistence.checkpoints.save("nightly")
+    assert cp.backed_up
+    assert any(p.name.endswith(".table.json") for p in (tmp_path / "backup").rglob("*"))
+    expected = mem.open("stations")
+    current = mem.info("stations")
+    backend = mem.tiers.backend("warm")
+    segment = current.object_info["tables"][0]
+    with backend.connection() as con:
+        con.execute(sql.SQL("UPDATE {} SET value = -1 WHERE ctid IN (SELECT ctid FROM {} LIMIT 2)").format(
+            backend.identifier(segment), backend.identifier(segment)))
+    with pytest.raises(mg.ChecksumMismatchError):
+        mem.verify("stations")
+    persistence.checkpoints.restore(cp.id, validate=True)
+    mem.verify("stations")
+    assert_frame_equal(mem.open("stations"), expected)
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

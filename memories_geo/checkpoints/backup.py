@@ -10,6 +10,7 @@ original's.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import posixpath
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Suffix of the GeoParquet export that backs up a version stored as tables.
 TABLE_EXPORT = ".table.parquet"
+#: Suffix of the JSON beside an export: what the export's format needs to open it.
+EXPORT_INFO = ".table.json"
 
 #: Format of the export of a table version, by kind (GeoParquet for any other kind).
 EXPORT_FORMATS = {"timeseries": "parquet"}
@@ -112,7 +115,7 @@ class BackupStore:
     def remove(self, entry: Entry) -> None:
         """Delete the backup copy of a version (its files, record or table export); missing is fine."""
         path = self.path_of(entry)
-        for target in (path, record_path(path), path + TABLE_EXPORT):
+        for target in (path, record_path(path), path + TABLE_EXPORT, path + EXPORT_INFO):
             self.backend.remove(target)
 
     def restore(self, entry: Entry) -> None:
@@ -138,15 +141,18 @@ class BackupStore:
         """Back up a table version as (Geo)Parquet (:func:`export_format`)."""
         obj = get_format(entry.format).open(self.versions.location(entry), entry.object_info, open_request())
         target = Location(self.backend, self.path_of(entry) + TABLE_EXPORT)
-        get_format(export_format(entry)).write(obj, target,
-                                               WriteOptions(mode="w", compression=CompressionLevel.HIGH))
+        result = get_format(export_format(entry)).write(
+            obj, target, WriteOptions(mode="w", compression=CompressionLevel.HIGH))
+        self.backend.write_bytes(self.path_of(entry) + EXPORT_INFO,
+                                 json.dumps(dict(result.object_info), default=str).encode())
 
     def _import_table(self, entry: Entry) -> None:
         """Re-create a table version from its Parquet export; the table digest must match."""
         source = Location(self.backend, self.path_of(entry) + TABLE_EXPORT)
-        obj = get_format(export_format(entry)).open(
-            source, {"type": entry.object_info.get("type", "GeoDataFrame")}, open_request()
-        )
+        info_path = self.path_of(entry) + EXPORT_INFO
+        info = (json.loads(self.backend.read_bytes(info_path)) if self.backend.exists(info_path)
+                else {"type": entry.object_info.get("type", "GeoDataFrame")})
+        obj = get_format(export_format(entry)).open(source, info, open_request())
         fmt = get_format(entry.format)
         location = self.versions.location(entry)
         self.versions.unpublish(entry)

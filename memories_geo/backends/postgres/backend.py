@@ -220,8 +220,11 @@ class PostgresBackend:
     def remove(self, path: str) -> None:
         """Drop the version tables at or under ``path`` and delete the small objects there.
 
-        Missing is fine. A table something else depends on (a user's view) is not
-        dropped: PostgreSQL's error is raised and nothing is removed.
+        Missing is fine. A table (or a version's view) something else depends on (a
+        user's view) is not dropped: PostgreSQL's error is raised and nothing is
+        removed. Tables a version shares with others (its info's ``"tables"``) are
+        dropped only once no other version's view reads them (see
+        :meth:`TablesOfRecord.remove <memories_geo.backends.postgres.tables.TablesOfRecord.remove>`).
         """
         check_path(path)
         with self._timed("remove", path), self.connection() as con:
