@@ -592,3 +592,26 @@ def test_round_trip_pushdown_and_append_on_s3(tmp_path: Path, s3_service: Any) -
     assert_same_timeseries(pd.concat([frame, late], ignore_index=True), mem.open(KEY))
     assert_same_timeseries(frame, mem.open(KEY, version=1))
     mem.verify(KEY, all_versions=True)
+
+
+@pytest.mark.parametrize("parts", [["year"], ["year", "month"], ["year", "month", "day"]])
+def test_sorted_and_shuffled_rows_give_the_same_partitions(mem: mg.Memory, parts: list[str]) -> None:
+    times = pd.date_range("2023-12-30 20:00", "2024-01-02 04:00", freq="20min", tz="America/New_York")
+    frame = pd.DataFrame({"time": times.repeat(2), "station": ["a", "b"] * len(times),
+                          "v": np.arange(len(times) * 2, dtype="float64")})
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    layouts = []
+    for name, data in (("sorted", frame), ("shuffled", shuffled)):
+        entry = mem.save(data, f"layout/{name}", partition_cols=parts)
+        root = Path(mem.tiers.backend(entry.tier).full_path(entry.path))
+        layouts.append(sorted(str(p.parent.relative_to(root)) for p in root.rglob("*.parquet")))
+        pd.testing.assert_frame_equal(mem.open(f"layout/{name}"), data)
+    assert layouts[0] == layouts[1]
+    local_days = {t.strftime("%Y-%m-%d") for t in times}
+    assert len(layouts[0]) == {"year": 2, "month": 2, "day": len(local_days)}[parts[-1]]
+    day = mem.open("layout/sorted", time="2024-01-01")
+    assert len(day) == 144
+    pd.testing.assert_frame_equal(
+        day.reset_index(drop=True),
+        mem.open("layout/shuffled", time="2024-01-01").sort_values(["time", "station"]).reset_index(
+            drop=True))

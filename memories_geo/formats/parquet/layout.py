@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 __all__ = [
     "NAT",
     "NULL_PARTITION",
+    "contiguous_partitions",
     "encoded",
     "iso_time",
     "partition_codes",
     "partition_dir",
     "ranked",
     "row_order",
+    "rows_in_order",
     "station_in_order",
     "time_ints",
 ]
@@ -301,6 +303,57 @@ def station_in_order(column: Any) -> Callable[[], np.ndarray]:
         return codes[1:] >= codes[:-1]
 
     return compare
+
+
+def contiguous_partitions(
+    column: Any, times: np.ndarray, names: list[str]
+) -> tuple[list[tuple[int, int]], list[dict[str, Any]]] | None:
+    """Row ranges and values of derived time partitions of rows already sorted by time.
+
+    When the partition columns are a leading run of ``year``, ``month``, ``day`` and no
+    time is missing, each partition is one run of rows: its bounds are found by a binary
+    search of the period starts, with no code per row. ``None`` when that does not apply.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> times = np.array([0, 86_400 * 40], dtype=np.int64)
+    >>> contiguous_partitions(pa.array(times, pa.timestamp("s")), times, ["year", "month"])
+    ([(0, 1), (1, 2)], [{'year': 1970, 'month': 1}, {'year': 1970, 'month': 2}])
+    """
+    import pandas as pd
+
+    chain = ("year", "month", "day")
+    if not names or tuple(names) != chain[:len(names)] or not times.size or int(times[0]) == NAT:
+        return None
+    kind = column.type
+    tz = kind.tz
+    first = pd.Timestamp(int(times[0]), unit=kind.unit, tz="UTC" if tz else None)
+    last = pd.Timestamp(int(times[-1]), unit=kind.unit, tz="UTC" if tz else None)
+    if tz:
+        first, last = first.tz_convert(tz), last.tz_convert(tz)
+    finest = names[-1]
+    try:
+        start = first.normalize() if finest == "day" else first.replace(
+            month=1 if finest == "year" else first.month, day=1, hour=0, minute=0, second=0,
+            microsecond=0, nanosecond=0)
+        starts = pd.date_range(start, last, freq=_PERIODS[finest])
+        bounds = np.asarray(starts.as_unit(kind.unit).asi8, dtype=np.int64)
+    except (ValueError, OverflowError):
+        return None
+    edges = [*np.searchsorted(times, bounds, side="left").tolist(), int(times.size)]
+    ranges, partitions = [], []
+    for i, stamp in enumerate(starts):
+        low, high = int(edges[i]), int(edges[i + 1])
+        if high > low:
+            ranges.append((low, high))
+            partitions.append({name: int(getattr(stamp, name)) for name in names})
+    return ranges, partitions
+
+
+def rows_in_order(times: np.ndarray, station: Callable[[], np.ndarray] | None) -> bool:
+    """Whether rows are in (time, station) order (missing times first)."""
+    return _time_station_sorted(times, station)
 
 
 def _time_station_sorted(times: np.ndarray, station: Callable[[], np.ndarray] | None) -> bool:

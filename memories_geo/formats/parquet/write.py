@@ -13,9 +13,11 @@ from memories_geo.footprint import Footprint, bbox_to_wgs84
 from memories_geo.formats.parquet.files import COMMON_METADATA, write_files, write_index
 from memories_geo.formats.parquet.frame import describe, to_arrow
 from memories_geo.formats.parquet.layout import (
+    contiguous_partitions,
     partition_codes,
     ranked,
     row_order,
+    rows_in_order,
     station_in_order,
     time_ints,
 )
@@ -100,14 +102,23 @@ def lay_out(table: pa.Table, info: Mapping[str, Any], positions: np.ndarray | No
     import pyarrow as pa
 
     times = time_ints(table.column(info["time"]["field"]))
-    parts, partitions = partition_codes(table, info, times)
     station = info["station"]
+    real = [c for c in info["partition_cols"] if c not in info["derived"]]
+    in_order = None if real else rows_in_order(
+        times, station_in_order(table.column(station)) if station is not None else None)
+    runs = contiguous_partitions(table.column(info["time"]["field"]), times,
+                                 list(info["partition_cols"])) if in_order else None
+    if runs is not None:
+        if positions is None:
+            positions = np.arange(table.num_rows, dtype=np.int64)
+        table = table.append_column(pa.field(info["row_field"], pa.int64()), pa.array(positions))
+        return Rows(table, runs[0], runs[1])
+    parts, partitions = partition_codes(table, info, times)
     if station is None:
         order = row_order(parts, times, None)
     else:
         column = table.column(station)
         order = row_order(parts, times, station_in_order(column), lambda: ranked(column)[0])
-    real = [c for c in info["partition_cols"] if c not in info["derived"]]
     table = table.drop_columns(real) if real else table
     if order is not None:
         table = table.take(pa.array(order))
