@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from memories_geo.errors import FormatError
 from memories_geo.formats._vector import no_time_column
+from memories_geo.formats.arrow_time import time_filter
 from memories_geo.formats.geoparquet.metadata import (
     LAYOUT_KEY,
     covering_column,
@@ -188,40 +189,8 @@ def _row_filter(schema: Any, time: tuple[Any, Any] | None, filters: Any) -> Any:
         name = time_column(schema)
         if name is None:
             raise no_time_column(_attribute_columns(schema))
-        span = _time_expression(schema.field(name), time)
+        span = time_filter(schema.field(name), (_utc(time[0]), _utc(time[1])))
         expression = span if expression is None else expression & span
-    return expression
-
-
-def _time_expression(field: Any, time: tuple[Any, Any]) -> Any:
-    """Rows of timestamp ``field`` inside the inclusive ``time`` bounds (naive bounds are UTC).
-
-    Bounds are rounded inwards to the column's unit (values are whole units), then
-    compared as scalars of the column's own type, so pyarrow prunes row groups on
-    the column statistics; a time-zone-aware column compares instants (in UTC).
-    """
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    unit, tz = field.type.unit, field.type.tz
-    start, end = (_utc(v) for v in time)
-    if unit == "ns":
-        low, high = pd.Timestamp.min, pd.Timestamp.max
-        if (start is not None and start > high) or (end is not None and end < low):
-            return ds.scalar(False)
-        start = None if start is not None and start < low else start
-        end = None if end is not None and end > high else end
-
-    def scalar(value: pd.Timestamp) -> Any:
-        return pa.scalar(value.tz_localize("UTC") if tz is not None else value, type=field.type)
-
-    column = ds.field(field.name)
-    expression = column.is_valid()
-    if start is not None:
-        expression = expression & (column >= scalar(start.ceil(unit)))
-    if end is not None:
-        expression = expression & (column <= scalar(end.floor(unit)))
     return expression
 
 
