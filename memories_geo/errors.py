@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "ChecksumMismatchError",
     "ConfigError",
+    "DuplicateTimesError",
     "FormatError",
     "InvalidKeyError",
     "KeyExistsError",
@@ -32,6 +33,14 @@ class MemoriesError(Exception):
 
 class KeyExistsError(MemoriesError, FileExistsError):
     """The key already holds data and the write mode forbids replacing it."""
+
+
+class DuplicateTimesError(KeyExistsError):
+    """An append to a time series holds times (per station) already stored.
+
+    Raised with ``on_duplicate="error"`` (the default); ``"skip"`` leaves such rows
+    out and ``"replace"`` overwrites the stored ones.
+    """
 
 
 class KeyNotFoundError(MemoriesError, KeyError):

@@ -20,7 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 import memories_geo as mg
 from memories_geo.backends.base import Location
 from memories_geo.backends.files import FileBackend
-from memories_geo.errors import KeyExistsError, OptionError, UnsupportedObjectError
+from memories_geo.errors import DuplicateTimesError, OptionError, UnsupportedObjectError
 from memories_geo.footprint import bbox_to_wgs84
 from memories_geo.formats.base import WriteOptions
 from memories_geo.formats.parquet import LEVEL_CODECS, ParquetFormat
@@ -498,7 +498,7 @@ def test_duplicates_are_refused_by_default_naming_range_and_choices(mem: mg.Memo
     frame = observations(years=1)
     mem.save(frame, KEY)
     again = frame[(frame["time"] >= "2021-06-01") & (frame["time"] < "2021-06-03")]
-    with pytest.raises(KeyExistsError, match=(
+    with pytest.raises(DuplicateTimesError, match=(
         r"12 of the 12 rows .* for 3 station\(s\) .* from 2021-06-01T00:00:00\.000000 to "
         r"2021-06-02T12:00:00\.000000.*'skip'.*'replace'.*'error'"
     )):

@@ -122,7 +122,7 @@ class ParquetFormat(FileFormat):
             or rows that do not fit the stored series in an append.
         OptionError
             For keywords with values outside the accepted ones.
-        KeyExistsError
+        DuplicateTimesError
             For appended rows already stored, with ``on_duplicate="error"``.
         """
         if not self.can_store(obj):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memories_geo.crs import crs_to_string
-from memories_geo.errors import KeyExistsError, OptionError, UnsupportedObjectError
+from memories_geo.errors import DuplicateTimesError, OptionError, UnsupportedObjectError
 from memories_geo.formats.parquet.files import COMMON_METADATA, StoredIndex, read_index, write_index
 from memories_geo.formats.parquet.frame import describe
 from memories_geo.formats.parquet.layout import NAT, iso_time, time_ints
@@ -217,7 +217,7 @@ def _refuse(table: pa.Table, info: Mapping[str, Any], incoming: np.ndarray) -> N
         stations = table.column(info["station"]).to_pandas().to_numpy(dtype=object)[incoming]
         what = f"times for {len(set(stations.tolist()))} station(s) of column {info['station']!r}"
     low, high = iso_time(int(times.min()), unit), iso_time(int(times.max()), unit)
-    raise KeyExistsError(
+    raise DuplicateTimesError(
         f"{int(incoming.sum())} of the {table.num_rows} rows to append are already stored ({what} "
         f"from {low} to {high}); pass on_duplicate='skip' to leave them out, "
         "on_duplicate='replace' to overwrite the stored rows, or keep on_duplicate='error' "
@@ -270,7 +270,7 @@ def append(frame: pd.DataFrame, location: Location, previous: Location,
     OptionError
         When layout keywords (``partition_cols``, ``time_column``, ``station_column``)
         differ from the stored ones.
-    KeyExistsError
+    DuplicateTimesError
         With ``on_duplicate="error"``, when rows with stored times (per station) are
         appended; the message gives their time range and the three choices.
 
