@@ -101,7 +101,7 @@ class TimescaleDBFormat:
       of the numeric columns per bucket and station (materialized views natively);
     - ``on_duplicate="error" | "skip" | "replace"``: with ``mode="a"``, rows whose
       (station, time) is already stored: ``error`` (default) refuses the append
-      (``KeyExistsError``), ``skip`` leaves them out, ``replace`` puts their values in
+      (``DuplicateTimesError``), ``skip`` leaves them out, ``replace`` puts their values in
       the stored rows' places;
     - ``partitioning="auto" | "timescaledb" | "native"``; ``engine="psycopg" | "adbc"``.
 
@@ -172,7 +172,7 @@ class TimescaleDBFormat:
         UnsupportedObjectError
             For a frame without time axis, missing times, columns PostgreSQL cannot
             hold, or appended rows that do not fit.
-        KeyExistsError
+        DuplicateTimesError
             With ``on_duplicate="error"``, for appended rows already stored.
         FormatError
             When the key's view name is held by another relation (before writing).

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memories_geo.errors import FormatError, KeyExistsError
+from memories_geo.errors import DuplicateTimesError, FormatError
 from memories_geo.formats.postgis.query import fetch, time_condition
 from memories_geo.formats.postgis.types import column_types, stored_columns
 from memories_geo.formats.timescaledb.layout import Series, entry_named, key_frame, time_bounds, utc_bounds
@@ -56,7 +56,7 @@ def find_duplicates(backend: PostgresBackend, previous: VersionTable, series: Se
 
     Raises
     ------
-    KeyExistsError
+    DuplicateTimesError
         With ``on_duplicate="error"`` when some keys are already stored (the message
         counts them, gives their time range and names the choices).
 
@@ -97,7 +97,7 @@ def find_duplicates(backend: PostgresBackend, previous: VersionTable, series: Se
     if how == "error":
         times = series.times[repeated]
         stations = f" for {frame.loc[repeated, labels[groups[0]]].nunique()} station(s)" if groups else ""
-        raise KeyExistsError(
+        raise DuplicateTimesError(
             f"{int(repeated.sum())} of the {len(frame)} rows to append are already stored (times{stations} "
             f"from {times.min()} to {times.max()}); pass on_duplicate='skip' to leave them out, "
             "on_duplicate='replace' to overwrite the stored rows, or keep on_duplicate='error' (the "
