@@ -20,7 +20,8 @@ Rows (ratios are medians of interleaved pairs, ours / baseline):
   faster, ratio <= 0.067) and ``pd.read_sql`` (>= 5x, ratio <= 0.2);
 - ``postgresql station-month``: ``mem.open(time=month, where=station)`` against
   ``pd.read_sql`` of the whole table (>= 20x, ratio <= 0.05);
-- ``postgresql append one day`` against a full save (reported; target <= 0.02).
+- ``postgresql append one day`` to a 10M-row series (2M quick) against a full save of it
+  (target <= 0.02; one day is 3% of the 1M-row set, so the series is longer here).
 """
 
 from __future__ import annotations
@@ -143,8 +144,6 @@ def _postgres(quick: bool) -> list[dict[str, Any]]:
         return [{"benchmark": "postgresql time series", "skipped": str(exc)}]
     n_days = 1_000_000 / (144 * STATIONS)
     df = observations(n_days if not quick else n_days / 5)
-    last = df["time"].max()
-    day = observations(1, start=str(last + pd.Timedelta(STEP)))
     month = (df["time"].min() + pd.Timedelta(days=10)).strftime("%Y-%m")
     pairs = 3
     root = Path(tempfile.mkdtemp(prefix="mg-bench-tspg-"))
@@ -195,17 +194,25 @@ def _postgres(quick: bool) -> list[dict[str, Any]]:
                              raw_open, pairs=pairs, target="ratio <= 0.05 (>= 20x faster)")
             rows.append(result.row())
 
+            series = observations(n_days * (10 if not quick else 2))
+            next_day = observations(1, start=str(series["time"].max() + pd.Timedelta(STEP)))
             for i in range(-1, pairs):
-                mem.save(df, f"obs/append{i}", tier="warm")
+                mem.save(series, f"obs/append{i}", tier="warm")
 
             def ours_append(i: int) -> None:
-                mem.save(day, f"obs/append{i}", mode="a")
+                mem.save(next_day, f"obs/append{i}", mode="a")
 
             def full_save(i: int) -> None:
-                mem.save(df, f"obs/full{i}", tier="warm")
+                mem.save(series, f"obs/full{i}", tier="warm")
 
-            result = compare(f"postgresql append one day ({len(day):,} rows) vs full save", ours_append,
-                             full_save, pairs=pairs, target="ratio <= 0.02")
+            def drop_full() -> None:
+                for key in mem.ls()["key"]:
+                    if key.startswith("obs/full") or (key.startswith("obs/append") and key != "obs/append0"):
+                        mem.delete(key)
+
+            result = compare(f"postgresql append one day ({len(next_day):,} rows) to {len(series):,} rows "
+                             "vs a full save", ours_append, full_save, pairs=pairs, cleanup=drop_full,
+                             target="ratio <= 0.02")
             rows.append(result.row())
         engine.dispose()
         mem.tiers.backend("warm").close()
