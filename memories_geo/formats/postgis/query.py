@@ -21,7 +21,13 @@ import numpy as np
 from memories_geo.errors import OptionError
 from memories_geo.formats._vector import series_name
 from memories_geo.formats.postgis.layout import active_entry, entry_crs, index_fields, schema_of, time_entry
-from memories_geo.formats.postgis.types import arrow_type, column_types, join_nanoseconds, restore
+from memories_geo.formats.postgis.types import (
+    arrow_type,
+    column_types,
+    join_nanoseconds,
+    object_columns_back,
+    restore,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -352,7 +358,8 @@ def _to_geodataframe(
     names = [e["name"] for e in geometries]
     labels = list(table.slice(0, 0).to_pandas().columns)
     order = [str(c) for c in labels]
-    frame: pd.DataFrame = table.drop_columns(names).to_pandas()
+    plain = table.drop_columns(names)
+    frame: pd.DataFrame = object_columns_back(plain.to_pandas(), plain)
     for entry in sorted(geometries, key=lambda e: order.index(e["name"])):
         position = order.index(entry["name"])
         wkb = np.asarray(table.column(entry["name"]).combine_chunks(), dtype=object)

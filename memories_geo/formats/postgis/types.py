@@ -16,6 +16,7 @@ import numpy as np
 from memories_geo.errors import UnsupportedObjectError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "deserialize_array",
     "has_sub_microseconds",
     "join_nanoseconds",
+    "object_columns_back",
     "pg_type",
     "restore",
     "serialize_array",
@@ -218,3 +220,28 @@ def restore(column: pa.ChunkedArray, field: pa.Field, info: Mapping[str, Any]) -
     if column.type == target:
         return column
     return column.cast(target)
+
+
+def object_columns_back(frame: pd.DataFrame, table: pa.Table) -> pd.DataFrame:
+    """Give back their ``object`` dtype (``None`` kept) to columns saved as objects.
+
+    pyarrow reads strings as pandas' string dtype even where the pandas metadata says
+    the column was an ``object`` column; such columns are rebuilt from their values.
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa
+    >>> saved = pa.Table.from_pandas(pd.DataFrame({"note": pd.Series(["a", None], dtype=object)}))
+    >>> object_columns_back(saved.to_pandas(), saved)["note"].tolist()
+    ['a', None]
+    """
+    import pandas as pd
+
+    for column in (table.schema.pandas_metadata or {}).get("columns", []):
+        name, field = column.get("name"), column.get("field_name")
+        wanted = column.get("numpy_type") == "object" and name in frame.columns
+        if not wanted or field not in table.column_names or frame[name].dtype == object:
+            continue
+        frame[name] = pd.Series(table.column(field).to_pylist(), index=frame.index, dtype=object)
+    return frame
+

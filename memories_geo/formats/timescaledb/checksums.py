@@ -59,7 +59,10 @@ def segments_for(
             _, sent = pgcopy.table_digest(backend, segment, info, rows=(first_row, last))
         tail = [[first_row, last, sent.size, sent.digest, segment]]
     if previous is None:
-        return tail
+        if tail:
+            return tail
+        _, empty = pgcopy.table_digest(backend, segment, info)
+        return [[first_row, last, empty.size, empty.digest, segment]]
     before = [list(b) for b in previous.info.get("segments") or []]
     if shared:
         return before + tail

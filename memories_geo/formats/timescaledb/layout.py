@@ -117,13 +117,15 @@ def frame_of(obj: Any, crs: Any) -> tuple[Any, dict[str, Any]]:
     import geopandas as gpd
     import pandas as pd
 
+    from memories_geo._jsonvalue import encode_mapping
     from memories_geo.formats._vector import as_frame, with_crs
 
+    attrs = {"attrs": encode_mapping(obj.attrs, "the frame's attrs")} if getattr(obj, "attrs", None) else {}
     if isinstance(obj, gpd.GeoDataFrame):
         frame, base = as_frame(obj, "timescaledb")
-        return with_crs(frame, crs, kind=base["type"]), base
+        return with_crs(frame, crs, kind=base["type"]), {**base, **attrs}
     if isinstance(obj, pd.DataFrame):
-        return obj, {"type": "DataFrame"}
+        return obj, {"type": "DataFrame", **attrs}
     raise UnsupportedObjectError(
         f"format 'timescaledb' stores DataFrames and GeoDataFrames with a time axis, not {type(obj).__name__}"
     )

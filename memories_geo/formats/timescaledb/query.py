@@ -20,7 +20,7 @@ import numpy as np
 from memories_geo.errors import OptionError
 from memories_geo.formats.postgis.layout import active_entry, entry_crs, index_fields, schema_of
 from memories_geo.formats.postgis.query import bbox_condition, fetch, time_condition, where_condition
-from memories_geo.formats.postgis.types import column_types, restore
+from memories_geo.formats.postgis.types import column_types, object_columns_back, restore
 from memories_geo.formats.timescaledb.buckets import aggregate, bucket, can_aggregate
 from memories_geo.formats.timescaledb.hypertable import CAGG_AGGREGATES
 from memories_geo.formats.timescaledb.layout import entry_named
@@ -165,11 +165,16 @@ def _frame(raw: pa.Table, info: Mapping[str, Any], entries: list[dict[str, Any]]
     geometries = [e for e in entries if e.get("geometry")]
     labels = list(table.slice(0, 0).to_pandas().columns)
     order = [str(c) for c in labels]
-    frame: pd.DataFrame = table.drop_columns([e["name"] for e in geometries]).to_pandas()
+    plain = table.drop_columns([e["name"] for e in geometries])
+    frame: pd.DataFrame = object_columns_back(plain.to_pandas(), plain)
     for entry in sorted(geometries, key=lambda e: order.index(e["name"])):
         position = order.index(entry["name"])
         wkb = np.asarray(table.column(entry["name"]).combine_chunks(), dtype=object)
         frame.insert(position, labels[position], from_wkb(wkb, crs=entry_crs(entry)))
+    if info.get("attrs"):
+        from memories_geo._jsonvalue import decode_mapping
+
+        frame.attrs = dict(decode_mapping(info["attrs"]).items())
     if info.get("freq") and isinstance(frame.index, pd.DatetimeIndex):
         with contextlib.suppress(ValueError):  # rows no longer regular (a filtered read) keep none
             frame.index = pd.DatetimeIndex(frame.index, freq=info["freq"])
