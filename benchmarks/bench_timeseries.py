@@ -207,7 +207,7 @@ def _postgres(quick: bool) -> list[dict[str, Any]]:
 
             def drop_full() -> None:
                 for key in mem.ls()["key"]:
-                    if key.startswith("obs/full") or (key.startswith("obs/append") and key != "obs/append0"):
+                    if key.startswith("obs/full"):
                         mem.delete(key)
 
             result = compare(f"postgresql append one day ({len(next_day):,} rows) to {len(series):,} rows "
