@@ -31,13 +31,29 @@ if TYPE_CHECKING:
 
     from memories_geo.backends.postgres import PostgresBackend, VersionTable
 
-__all__ = ["ENGINES", "PARTITION_MIN_ROWS", "load_rows", "load_version", "partition_bounds"]
+__all__ = ["ENGINES", "PARTITION_MIN_ROWS", "assign_srids", "load_rows", "load_version", "partition_bounds"]
 
 #: Loading / reading paths: ``"adbc"`` (Arrow-native, C++) and ``"psycopg"`` (binary COPY).
 ENGINES = ("adbc", "psycopg")
 
 #: Fewest rows of a partition: smaller loads go into one plain table.
 PARTITION_MIN_ROWS = 250_000
+
+
+def assign_srids(con: Any, info: Mapping[str, Any]) -> dict[str, int]:
+    """SRID of each geometry column (registering custom CRSs), set with its typmod on ``info``'s entries.
+
+    Examples
+    --------
+    >>> assign_srids(con, info)  # doctest: +SKIP
+    {'geometry': 4326}
+    """
+    srids = {e["name"]: srid_for(con, entry_crs(e)) for e in info["columns"] if e.get("geometry")}
+    for e in info["columns"]:
+        if e.get("geometry"):
+            e["srid"] = srids[e["name"]]
+            e["type"] = typmod(e["summary"], e["srid"])
+    return srids
 
 
 def load_version(
@@ -83,11 +99,7 @@ def load_version(
     partitioned = len(bounds) > 2
     sent: FileDigest | None = None
     with backend.connection() as con:
-        srids = {e["name"]: srid_for(con, entry_crs(e)) for e in info["columns"] if e.get("geometry")}
-        for e in info["columns"]:
-            if e.get("geometry"):
-                e["srid"] = srids[e["name"]]
-                e["type"] = typmod(e["summary"], e["srid"])
+        srids = assign_srids(con, info)
         if partitioned:
             info["partitions"] = [_partition_name(table, i) for i in range(len(bounds) - 1)]
         definitions = [sql.SQL("{} bigint NOT NULL").format(row_id)] + [

@@ -33,10 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from memories_geo.backends.postgres import table_name_for
 from memories_geo.formats.postgis import copy as pgcopy
-from memories_geo.formats.postgis.geometry import typmod
-from memories_geo.formats.postgis.layout import check_append, entry_crs, schema_of
-from memories_geo.formats.postgis.load import load_rows
-from memories_geo.formats.postgis.srid import srid_for
+from memories_geo.formats.postgis.layout import check_append, schema_of
+from memories_geo.formats.postgis.load import assign_srids, load_rows
 from memories_geo.formats.postgis.types import b64encode, column_types, stored_columns
 from memories_geo.formats.timescaledb import append, checksums, hypertable, partitions
 from memories_geo.formats.timescaledb.footprint import native_bbox, series_footprint
@@ -125,11 +123,7 @@ def write_version(
     engine = series.settings.engine
     rows = prepared.info["rows"]
     with backend.connection() as con:
-        srids = {e["name"]: srid_for(con, entry_crs(e)) for e in info["columns"] if e.get("geometry")}
-        for e in info["columns"]:
-            if e.get("geometry"):
-                e["srid"] = srids[e["name"]]
-                e["type"] = typmod(e["summary"], e["srid"])
+        srids = assign_srids(con, info)
         shared = _shares(previous, info, replaced, partitioning)
         bounds = _partition_bounds(info, time_bounds(series) if shared else info.get("time_range"))
         names = [partitions.partition_name(segment, i) for i in range(max(len(bounds) - 1, 0))]
