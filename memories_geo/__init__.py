@@ -6,7 +6,7 @@ imported only when used.
 """
 
 from memories_geo import accessors as _accessors  # noqa: F401  (registers accessors)
-from memories_geo import events
+from memories_geo import aio, events
 from memories_geo.api import (
     audit,
     default,
@@ -31,12 +31,14 @@ from memories_geo.checkpoints import (
     CheckpointList,
     CheckpointManager,
     MemoryPersistence,
+    PersistenceMetrics,
     PersistenceMonitor,
     RecoveryManager,
 )
 from memories_geo.config import StorageConfig, TierConfig
 from memories_geo.entry import Entry
 from memories_geo.errors import (
+    AlertConditionError,
     CatalogCorruptError,
     CheckpointNotFoundError,
     ChecksumMismatchError,
@@ -49,6 +51,7 @@ from memories_geo.errors import (
     MemoriesError,
     MigrationError,
     OptionError,
+    QuotaExceededError,
     ReadOnlyError,
     RestoreRequiredError,
     RetentionError,
@@ -58,12 +61,15 @@ from memories_geo.errors import (
 from memories_geo.formats.registry import available_formats, register_format
 from memories_geo.lifecycle import LifecycleRunner, MigrationJob, MigrationPlan, MigrationStatus
 from memories_geo.memory import Memory
+from memories_geo.monitor import StorageMonitor, TierUsage
+from memories_geo.monitor.optimizer import PerformanceOptimizer
 from memories_geo.options import get_options, set_options
 from memories_geo.types import CompressionLevel, Kind, Tier
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlertConditionError",
     "AutoPersistence",
     "CatalogCorruptError",
     "CheckpointDiff",
@@ -90,17 +96,23 @@ __all__ = [
     "MigrationPlan",
     "MigrationStatus",
     "OptionError",
+    "PerformanceOptimizer",
+    "PersistenceMetrics",
     "PersistenceMonitor",
+    "QuotaExceededError",
     "ReadOnlyError",
     "RecoveryManager",
     "RestoreRequiredError",
     "RetentionError",
     "StorageConfig",
+    "StorageMonitor",
     "Tier",
     "TierConfig",
     "TierUnavailableError",
+    "TierUsage",
     "UnsupportedObjectError",
     "__version__",
+    "aio",
     "audit",
     "available_formats",
     "default",

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from memories_geo.errors import ConfigError
+from memories_geo.errors import ConfigError, OptionError
 from memories_geo.lifecycle_policy import LifecyclePolicy, check_policies
 from memories_geo.storage_policy import Retention, check_retention, check_storage_class
 from memories_geo.types import CompressionLevel, Kind, Tier
+from memories_geo.units import parse_size
 
 __all__ = [
     "HOME_ENV", "S3_ENCRYPTION_ALGORITHMS", "StorageConfig", "TierConfig", "check_encryption", "default_home",
@@ -219,6 +220,11 @@ class TierConfig:
         on S3 its objects are locked (Object Lock) until then. In ``memories.toml``:
         ``retention = {period = "10 years", mode = "compliance"}``, or the original
         ``backup_policy = {immutable = true, retention_period = "10years"}``.
+    max_size : int or None
+        Quota in bytes (``max_size = "50GB"`` in ``memories.toml``): every version stored
+        on the tier (current, older and retired) counts; a save that would take the tier
+        past it fails with :class:`~memories_geo.errors.QuotaExceededError` and keeps
+        nothing. ``None``: no quota.
     """
 
     url: str
@@ -228,9 +234,12 @@ class TierConfig:
     formats: Mapping[str, str] = field(default_factory=dict)
     encryption: Mapping[str, str] = field(default_factory=dict)
     retention: Retention | None = None
+    max_size: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encryption", check_encryption(self.url, self.encryption))
+        if self.max_size is not None:
+            object.__setattr__(self, "max_size", _quota(self.max_size, "max_size"))
         object.__setattr__(self, "storage_class", check_storage_class(self.url, self.storage_class))
         object.__setattr__(self, "retention", check_retention(self.retention))
 
@@ -434,8 +443,19 @@ class StorageConfig:
 
 _TIER_KEYS = {
     "url", "storage_options", "compression", "storage_class", "formats", "encryption",
-    "retention", "backup_policy",
+    "retention", "backup_policy", "max_size",
 }
+
+
+def _quota(value: Any, where: str) -> int:
+    """A tier quota in bytes from ``"50GB"``, ``"1.5 TiB"`` or a number of bytes."""
+    try:
+        size = parse_size(value, name=where)
+    except OptionError as exc:
+        raise ConfigError(str(exc)) from None
+    if size <= 0:
+        raise ConfigError(f"{where} must be a positive size such as '50GB'; got {value!r}")
+    return size
 
 
 def _tier_from_dict(name: str, raw: Mapping[str, Any], current: TierConfig | None) -> TierConfig:
@@ -471,6 +491,7 @@ def _tier_from_dict(name: str, raw: Mapping[str, Any], current: TierConfig | Non
         formats=formats,
         encryption=check_encryption(str(url), raw.get("encryption"), where=f"tiers.{name}.encryption"),
         retention=retention,
+        max_size=None if raw.get("max_size") is None else _quota(raw["max_size"], f"tiers.{name}.max_size"),
     )
 
 

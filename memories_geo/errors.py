@@ -7,6 +7,7 @@ Every error inherits :class:`MemoriesError` and, where one fits, a builtin, so
 from __future__ import annotations
 
 __all__ = [
+    "AlertConditionError",
     "CatalogCorruptError",
     "CheckpointNotFoundError",
     "ChecksumMismatchError",
@@ -19,6 +20,7 @@ __all__ = [
     "MemoriesError",
     "MigrationError",
     "OptionError",
+    "QuotaExceededError",
     "ReadOnlyError",
     "RestoreRequiredError",
     "RetentionError",
@@ -115,3 +117,15 @@ class CatalogCorruptError(MemoriesError, OSError):
 
 class ConfigError(MemoriesError, ValueError):
     """The configuration is invalid or refers to an undefined environment variable."""
+
+
+class AlertConditionError(ConfigError):
+    """An alert condition does not parse, or names a figure the monitor does not have.
+
+    Conditions use a small grammar (names, comparisons, ``and``/``or``/``not``,
+    parentheses, numbers with units); anything else, code included, is refused.
+    """
+
+
+class QuotaExceededError(MemoriesError, OSError):
+    """A save would take a tier past its ``max_size``; nothing was written or kept."""

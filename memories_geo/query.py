@@ -202,6 +202,31 @@ class OpenRequest:
             raise ValueError(f"bbox {self.bbox} in {self.bbox_crs} cannot be transformed to {target.name}")
         return (float(xs[ok].min()), float(ys[ok].min()), float(xs[ok].max()), float(ys[ok].max()))
 
+    def describe(self) -> dict[str, Any]:
+        """The request as plain JSON values, for operation records.
+
+        ``bbox`` is in EPSG:4326 when it can be transformed (else as given, with
+        ``bbox_crs``); ``time`` holds ISO strings (``None`` for an open end);
+        ``options`` the format keywords' reprs.
+
+        Examples
+        --------
+        >>> OpenRequest(bbox=(0.0, 1.0, 2.0, 3.0), columns=("a",)).describe()
+        {'bbox': [0.0, 1.0, 2.0, 3.0], 'time': None, 'columns': ['a'], 'options': {}}
+        """
+        bbox: Any = None
+        out: dict[str, Any] = {}
+        if self.bbox is not None:
+            try:
+                wgs84 = str(self.bbox_crs).upper() == _WGS84
+                bbox = [float(v) for v in (self.bbox if wgs84 else self.bbox_in(_WGS84) or self.bbox)]
+            except ValueError:
+                bbox, out["bbox_crs"] = [float(v) for v in self.bbox], self.bbox_crs
+        time = None if self.time is None else [None if t is None else t.isoformat() for t in self.time]
+        out.update(bbox=bbox, time=time, columns=None if self.columns is None else list(self.columns),
+                   options={k: repr(v) for k, v in self.options.items()})
+        return {k: out[k] for k in ("bbox", "time", "columns", "options", "bbox_crs") if k in out}
+
     def time_slice(self) -> slice:
         """:attr:`time` as a ``slice`` for label selection (``slice(None)`` when unset)."""
         if self.time is None:

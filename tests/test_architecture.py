@@ -21,8 +21,10 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         ["errors", "types", "events", "keys", "kinds", "crs", "footprint", "query", "integrity",
          "records", "config", "_jsonvalue", "provenance", "entry", "examples", "options", "periodic",
-         "progress", "display", "storage_policy", "lifecycle_policy"], 0),
+         "progress", "display", "storage_policy", "lifecycle_policy", "operations", "units",
+         "awaitable"], 0),
     "backends": 1,
+    "cache": 1,
     "formats": 2,
     "catalog": 3,
     "resolve": 4,

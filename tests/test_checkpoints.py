@@ -304,11 +304,14 @@ def test_auto_persistence_rotates_and_survives_failures(mem):
     assert not auto.is_running
     assert auto.last_checkpoint.keys == 5
     metrics = mg.PersistenceMonitor(mem).get_metrics()
-    assert metrics["failures"] >= 2
-    assert 0 < metrics["success_rate"] < 1
-    assert metrics["keys"] == 5
-    assert metrics["last_backup_time"] is None
-    assert metrics["usage_gb"] > 0
+    assert metrics.failures >= 2
+    attempts = len(mem.catalog.audit_rows(operation="checkpoint.save"))
+    assert metrics.success_rate == pytest.approx(100.0 * (attempts - metrics.failures) / attempts)
+    assert 0 < metrics.success_rate < 100
+    assert metrics.keys == 5
+    assert metrics.last_backup_time is None
+    assert metrics.usage_gb == metrics.usage_bytes / 1024**3 > 0
+    assert metrics["keys"] == metrics.keys
 
 
 def test_interval_parsing():

@@ -246,7 +246,10 @@ def test_listing_commands_print_json(home):
     assert diff == {"from": "base", "to": "current", "changes": []}
     assert [t["tier"] for t in du["tiers"]][:2] == ["hot", "warm"]
     assert du["tiers"][0]["versions"] == 2
-    assert du["total"] == {"keys": 2, "versions": 3, "bytes": sum(t["bytes"] for t in du["tiers"])}
+    assert du["total"] == {"keys": 2, "versions": 3, "bytes": sum(t["bytes"] for t in du["tiers"]),
+                           "objects": sum(t["objects"] for t in du["tiers"])}
+    assert du["tiers"][0]["objects"] >= 2
+    assert du["tiers"][0]["available_bytes"] > 0
     assert config["default_tier"] == "hot"
     assert set(config["tiers"]) >= {"hot", "warm", "cold", "glacier"}
 
@@ -265,7 +268,7 @@ def test_listing_commands_print_tables(home, capsys):
     assert re.search(r"^\W*\*\s+v2", versions, re.M)
     assert re.search(r"^\W*v1", versions, re.M)
     code, du, _ = cli(capsys, "du", config=home)
-    assert re.search(r"hot\s+1\s+2\s+\d+\.\d KiB", du), du
+    assert re.search(r"hot\s+1\s+2\s+\d+\s+\d+\.\d KiB\s+[\d,]+\s+\d+\.\d [KMGT]iB\s+\d+\.\d %", du), du
     assert re.search(r"total\s+2\s+3\s", du), du
     code, out, _ = cli(capsys, "ls", "--json", config=home)
     assert [e["key"] for e in json.loads(out)] == ["countries", "places"]

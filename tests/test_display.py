@@ -147,9 +147,14 @@ def test_memory_html_usage_table(mem, fields, raster):
     body = root.find(".//table/tbody")
     cells = {texts(tr.findall("td")[0]).split()[0]: [texts(td) for td in tr.findall("td")] for tr in body}
     assert list(cells) == mem.tiers.names
-    assert cells["hot"][2:] == ["1", "2", human_size(a.size_bytes + a2.size_bytes), human_size(a.size_bytes)]
-    assert cells["warm"][2:] == ["1", "1", human_size(b.size_bytes), "0 B"]
-    assert cells["cold"][2:] == ["0", "0", "0 B", "0 B"]
+    usage = mem.monitor.get_storage_usage()
+    hot_size, hot_old = human_size(a.size_bytes + a2.size_bytes), human_size(a.size_bytes)
+    assert cells["hot"][2:7] == ["1", "2", str(usage["hot"].objects), hot_size, hot_old]
+    assert cells["warm"][2:7] == ["1", "1", str(usage["warm"].objects), human_size(b.size_bytes), "0 B"]
+    assert cells["cold"][2:7] == ["0", "0", "0", "0 B", "0 B"]
+    assert usage["hot"].objects >= 2
+    assert cells["hot"][7] == human_size(usage["hot"].available_bytes)
+    assert cells["hot"][8] == f"{usage['hot'].utilization_percentage:.1f} %"
     assert cells["hot"][1] == mem.tiers.tier_config("hot").url
     total = [texts(td) for td in root.find(".//table/tfoot/tr")]
     assert total[2:4] == ["2", "3"]
@@ -329,6 +334,14 @@ def test_usage_plot_bar_heights(mem, fields, raster, plt):
     assert older[0].get_y() == pytest.approx(a2.size_bytes / factor), "older versions stack on top"
     assert older[1].get_height() == 0.0
     assert [t.get_text() for t in ax.get_xticklabels()] == names
+    by_format = mem.plot.usage(by="format")
+    assert [t.get_text() for t in by_format.get_xticklabels()] == sorted({a.format, b.format})
+    formats = dict(zip(sorted({a.format, b.format}), by_format.patches[:2], strict=True))
+    assert formats[a.format].get_height() == pytest.approx(a2.size_bytes / factor)
+    assert formats[b.format].get_height() == pytest.approx(b.size_bytes / factor)
+    assert by_format.get_title() == "Storage per format"
+    with pytest.raises(mg.OptionError, match="'tier', 'format', 'kind'"):
+        mem.plot.usage(by="colour")
 
 
 def test_footprints_plot(mem, fields, raster, plt):

@@ -201,7 +201,9 @@ def test_database_tier_chooses_postgis(mem: mg.Memory) -> None:
 def test_backend_capabilities_and_lazy_pool(postgres_dsn: str) -> None:
     backend = make_backend(postgres_dsn, {"schema": "lazy_x"})
     assert isinstance(backend, PostgresBackend)
-    assert backend.capabilities == {Capability.WRITES, Capability.LISTING, Capability.TABLES}
+    assert backend.capabilities == {
+        Capability.WRITES, Capability.LISTING, Capability.TABLES, Capability.POSTGRESQL,
+    }
     assert not backend.connected
     assert not hasattr(backend, "fs")
     assert not hasattr(backend, "full_path")
@@ -241,7 +243,7 @@ def test_postgis_needs_a_tables_backend(tmp_path: Path) -> None:
     from memories_geo.backends.files import FileBackend
 
     location = Location(FileBackend(str(tmp_path)), "k/@v/1")
-    with pytest.raises(mg.TierUnavailableError, match="'tables'"):
+    with pytest.raises(mg.TierUnavailableError, match="'postgresql'"):
         PostGISFormat().open(location, {}, open_request())
 
 

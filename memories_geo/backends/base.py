@@ -10,7 +10,7 @@ declare ``supports_writes``). Every backend implements :class:`Backend`; one wit
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -20,6 +20,8 @@ from memories_geo.errors import TierUnavailableError
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
+
+    from memories_geo.operations import ReadTally
 
 __all__ = [
     "ArchiveState", "ArchiveStore", "Backend", "Capability", "FileStore", "Location", "TableStore",
@@ -53,6 +55,10 @@ class Capability(StrEnum):
     OBJECT_LOCK
         Objects can be locked against deletion (WORM retention:
         :meth:`ArchiveStore.apply_retention`, :meth:`ArchiveStore.check_object_lock`).
+    POSTGRESQL
+        Tables in PostgreSQL (the PostGIS and TimescaleDB formats need it).
+    SPATIALITE
+        Tables in a SQLite database with SpatiaLite (the SpatiaLite format needs it).
     """
 
     WRITES = "writes"
@@ -64,6 +70,8 @@ class Capability(StrEnum):
     STORAGE_CLASSES = "storage_classes"
     RESTORE = "restore"
     OBJECT_LOCK = "object_lock"
+    POSTGRESQL = "postgresql"
+    SPATIALITE = "spatialite"
 
 
 @runtime_checkable
@@ -260,10 +268,15 @@ def require(backend: Backend, capability: Capability, what: str) -> None:
 
 @dataclass(frozen=True)
 class Location:
-    """A place inside a backend: the backend plus a path relative to its root."""
+    """A place inside a backend: the backend plus a path relative to its root.
+
+    ``reads`` counts the fetches a format can see while reading the version (Zarr
+    chunks, Parquet row groups) for the collection's operation records.
+    """
 
     backend: Backend
     path: str
+    reads: ReadTally | None = field(default=None, compare=False, repr=False)
 
     @property
     def files(self) -> FileStore:

@@ -99,6 +99,29 @@ CREATE TABLE IF NOT EXISTS audit (
     replace_all INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS audit_key ON audit (key);
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    operation TEXT NOT NULL,
+    key TEXT,
+    version INTEGER,
+    tier TEXT,
+    format TEXT,
+    seconds REAL NOT NULL,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS operations_at ON operations (at);
+CREATE TABLE IF NOT EXISTS alert_events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    name TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_events_name ON alert_events (name, at);
 CREATE TABLE IF NOT EXISTS restores (
     version_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,

@@ -22,6 +22,7 @@ from memories_geo.catalog.sqlite_audit import SQLiteAuditLog, insert_audit
 from memories_geo.catalog.sqlite_checkpoints import SQLiteCheckpointTables
 from memories_geo.catalog.sqlite_migrations import SQLiteMigrations
 from memories_geo.catalog.sqlite_moves import SQLiteMoves
+from memories_geo.catalog.sqlite_operations import SQLiteOperations
 from memories_geo.catalog.sqlite_queries import (
     connect,
     current_pk,
@@ -47,7 +48,8 @@ _COMMITTED = "v.key = ? AND v.status = 'committed'"
 
 
 class SQLiteCatalog(
-    SQLiteCheckpointTables, SQLiteAuditLog, SQLiteMoves, SQLiteRestores, SQLiteMigrations
+    SQLiteCheckpointTables, SQLiteAuditLog, SQLiteMoves, SQLiteRestores, SQLiteMigrations,
+    SQLiteOperations,
 ):
     """SQLite catalog (WAL mode, one short connection per operation, safe across processes).
 

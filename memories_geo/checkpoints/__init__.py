@@ -12,6 +12,7 @@ from memories_geo.checkpoints.manager import CHECKPOINT_DIR, CheckpointManager
 from memories_geo.checkpoints.persistence import (
     AutoPersistence,
     MemoryPersistence,
+    PersistenceMetrics,
     PersistenceMonitor,
     parse_interval,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "CheckpointList",
     "CheckpointManager",
     "MemoryPersistence",
+    "PersistenceMetrics",
     "PersistenceMonitor",
     "RecoveryManager",
     "parse_interval",

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from memories_geo.awaitable import awaitable_twin
 from memories_geo.catalog import CheckpointRow, utc_now, writer_id
 from memories_geo.checkpoints.backup import BackupStore
 from memories_geo.checkpoints.info import (
@@ -134,6 +135,13 @@ class CheckpointManager:
         """
         self.versions.check_writable("checkpoint save")
         name = self._unused_name() if name is None else check_name(name)
+        with self.versions.meter.measure("checkpoint.save", detail={"name": name, "kind": kind}) as measured:
+            info = self._save(name, include_metadata=include_metadata, message=message, kind=kind)
+            measured.bytes = info.bytes
+            measured.detail["id"] = info.id
+        return info
+
+    def _save(self, name: str, *, include_metadata: bool, message: str, kind: str) -> CheckpointInfo:
         catalog = self.versions.catalog
         store = self.store
         for _ in range(5):
@@ -358,6 +366,13 @@ class CheckpointManager:
             Validation failed; ``error.problems`` names the failing objects.
         """
         self.versions.check_writable("restore")
+        with self.versions.meter.measure("checkpoint.restore", detail={"ref": ref}) as measured:
+            cp = self._restore(ref, validate)
+            measured.bytes = cp.bytes
+            measured.detail["id"] = cp.id
+        return cp
+
+    def _restore(self, ref: str, validate: Validate) -> CheckpointInfo:
         cp = self.get(ref)
         pins = self.pins(cp.id)
         if validate:
@@ -480,4 +495,11 @@ class CheckpointManager:
                             checkpoint_id)
         return settled
 
+    # -- awaitable twins (the work runs in a worker thread) ----------------------------------
 
+    asave = awaitable_twin(save)
+    arestore = awaitable_twin(restore)
+    alist = awaitable_twin(list)
+    adiff = awaitable_twin(diff)
+    averify = awaitable_twin(verify)
+    adelete = awaitable_twin(delete)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memories_geo.awaitable import awaitable_when_in_loop
 from memories_geo.backends.base import Backend, Capability, require
 from memories_geo.backends.registry import make_backend
 from memories_geo.checkpoints.manager import CheckpointManager
@@ -18,7 +20,9 @@ from memories_geo.versions import VersionStore, open_version_store
 if TYPE_CHECKING:
     from memories_geo.checkpoints.info import CheckpointInfo, CheckpointList
 
-__all__ = ["AutoPersistence", "MemoryPersistence", "PersistenceMonitor", "parse_interval"]
+__all__ = [
+    "AutoPersistence", "MemoryPersistence", "PersistenceMetrics", "PersistenceMonitor", "parse_interval",
+]
 
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -103,16 +107,25 @@ class MemoryPersistence:
         """Checkpoints that also copy their data to the backup store."""
         return CheckpointManager(self.versions, backup=self.backup)
 
+    @awaitable_when_in_loop
     def save_checkpoint(self, name: str | None = None, **kwargs: Any) -> CheckpointInfo:
-        """Shortcut for ``checkpoints.save``."""
+        """Shortcut for ``checkpoints.save``; awaitable when called from a running event loop.
+
+        Outside an event loop it returns the :class:`CheckpointInfo`. Called from one
+        (Jupyter, an async application), as the original API's
+        ``await persistence.save_checkpoint(...)``, it runs in a worker thread and returns
+        an awaitable :class:`~memories_geo.awaitable.Deferred`.
+        """
         return self.checkpoints.save(name, **kwargs)
 
+    @awaitable_when_in_loop
     def restore_checkpoint(self, ref: str = "latest", **kwargs: Any) -> CheckpointInfo:
-        """Shortcut for ``checkpoints.restore``."""
+        """Shortcut for ``checkpoints.restore``; awaitable from an event loop (as :meth:`save_checkpoint`)."""
         return self.checkpoints.restore(ref, **kwargs)
 
+    @awaitable_when_in_loop
     def list_checkpoints(self) -> CheckpointList:
-        """Shortcut for ``checkpoints.list``."""
+        """Shortcut for ``checkpoints.list``; awaitable from an event loop (as :meth:`save_checkpoint`)."""
         return self.checkpoints.list()
 
     def __repr__(self) -> str:
@@ -197,42 +210,76 @@ class AutoPersistence(PeriodicTask):
                 f"runs={self.runs}, failures={self.failures})")
 
 
+@dataclass(frozen=True)
+class PersistenceMetrics:
+    """Usage and checkpoint health of a collection, as attributes.
+
+    Attributes
+    ----------
+    usage_gb : float
+        All stored versions (retired included), in GiB (1024**3 bytes).
+    usage_bytes : int
+        The same, in bytes.
+    keys, versions, checkpoints : int
+        Current keys, stored versions, checkpoints.
+    last_checkpoint_time, last_backup_time : str or None
+        Newest checkpoint, and newest copied to a backup store (ISO 8601 UTC).
+    success_rate : float or None
+        Checkpoint saves that succeeded, in percent (``None`` before the first).
+    failures : int
+        Checkpoint saves that failed.
+    """
+
+    usage_gb: float
+    usage_bytes: int
+    keys: int
+    versions: int
+    checkpoints: int
+    last_checkpoint_time: str | None
+    last_backup_time: str | None
+    success_rate: float | None
+    failures: int
+
+    def __getitem__(self, name: str) -> Any:
+        """The attribute ``name`` (``metrics["usage_gb"]`` reads like ``metrics.usage_gb``)."""
+        if name not in {f.name for f in fields(self)}:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every figure, by name."""
+        return asdict(self)
+
+
 class PersistenceMonitor:
     """Usage and checkpoint health of a collection.
 
     Examples
     --------
-    >>> mg.PersistenceMonitor(mem).get_metrics()["success_rate"]  # doctest: +SKIP
-    1.0
+    >>> mg.PersistenceMonitor(mem).get_metrics().success_rate  # doctest: +SKIP
+    100.0
     """
 
     def __init__(self, storage: Any = None) -> None:
         self.versions = open_version_store(storage)
 
-    def get_metrics(self) -> dict[str, Any]:
-        """Current figures.
-
-        Returns
-        -------
-        dict
-            ``usage_gb`` (all stored versions, retired included), ``keys``, ``versions``,
-            ``checkpoints``, ``last_checkpoint_time``, ``last_backup_time`` (newest
-            checkpoint copied to a backup store, ``None`` if never), ``success_rate`` and
-            ``failures`` of checkpoint attempts (``None`` rate before the first attempt).
-        """
+    def get_metrics(self) -> PersistenceMetrics:
+        """Current figures (:class:`PersistenceMetrics`)."""
         catalog = self.versions.catalog
         versions = catalog.all_versions(include_retired=True)
         checkpoints = catalog.checkpoints()
         attempts = catalog.audit_rows(operation="checkpoint.save")
         ok = sum(1 for record in attempts if record["outcome"] == "ok")
         backed = [cp.created_at for cp in checkpoints if cp.backed_up]
-        return {
-            "usage_gb": sum(v.size_bytes for v in versions) / 1024**3,
-            "keys": len(catalog.current_entries()),
-            "versions": len(versions),
-            "checkpoints": len(checkpoints),
-            "last_checkpoint_time": checkpoints[0].created_at if checkpoints else None,
-            "last_backup_time": max(backed) if backed else None,
-            "success_rate": ok / len(attempts) if attempts else None,
-            "failures": len(attempts) - ok,
-        }
+        size = sum(v.size_bytes for v in versions)
+        return PersistenceMetrics(
+            usage_gb=size / 1024**3,
+            usage_bytes=size,
+            keys=len(catalog.current_entries()),
+            versions=len(versions),
+            checkpoints=len(checkpoints),
+            last_checkpoint_time=checkpoints[0].created_at if checkpoints else None,
+            last_backup_time=max(backed) if backed else None,
+            success_rate=100.0 * ok / len(attempts) if attempts else None,
+            failures=len(attempts) - ok,
+        )

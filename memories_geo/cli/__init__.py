@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from memories_geo.cli import audit, checkpoint, config, du, keys, migrate, quickstart, recover
+from memories_geo.cli import audit, checkpoint, config, du, keys, migrate, quickstart, recover, stats
 from memories_geo.cli.failures import Failure, describe
 from memories_geo.cli.state import State, state
 
@@ -94,6 +94,7 @@ quickstart.register(app)
 recover.register(app)
 audit.register(app)
 migrate.register(app)
+stats.register(app)
 app.add_typer(checkpoint.app)
 app.add_typer(config.app)
 

@@ -206,8 +206,8 @@ def formats_needing(capability: Capability) -> list[str]:
 
     Examples
     --------
-    >>> formats_needing(Capability.TABLES)  # doctest: +SKIP
-    ['postgis']
+    >>> formats_needing(Capability.POSTGRESQL)  # doctest: +SKIP
+    ['postgis', 'timescaledb']
     """
     return sorted(
         fmt.name for fmt in _loadable()

@@ -2,7 +2,7 @@
 
 - :class:`MigrationJob`: which keys go from which tier to which, and how
   (:mod:`~memories_geo.lifecycle.job`; sizes and ages parsed by
-  :mod:`~memories_geo.lifecycle.units`);
+  :mod:`~memories_geo.units`);
 - :func:`execute_migration`, :func:`plan_migration`, :func:`migration_status`:
   run, preview and follow a job (:mod:`~memories_geo.lifecycle.execute`), with
   :class:`MigrationStatus` and :class:`MigrationPlan` (:mod:`~memories_geo.lifecycle.status`);
@@ -17,7 +17,7 @@ from memories_geo.lifecycle.policies import apply_policies, jobs_for_policies, p
 from memories_geo.lifecycle.runner import LifecycleRunner
 from memories_geo.lifecycle.select import ACTIONS, PlannedKey, select_keys
 from memories_geo.lifecycle.status import DEFAULT_THROUGHPUT, KeyStatus, MigrationPlan, MigrationStatus
-from memories_geo.lifecycle.units import parse_duration, parse_moment, parse_size
+from memories_geo.units import parse_duration, parse_moment, parse_size
 
 __all__ = [
     "ACTIONS",

@@ -234,12 +234,16 @@ def execute_migration(
     emit("migration.started", job=job.id, keys=len(todo))
     started = time.perf_counter()
     state = "interrupted"
-    try:
-        failed = _run(store, job, todo, max_workers, client)
-        state = "failed" if failed else "completed"
-    finally:
-        store.catalog.finish_migration(job.id, state, time.perf_counter() - started)
-    status = migration_status(store, job.id)
+    with store.meter.measure("migration", tier=job.destination_tier,
+                             detail={"job": job.id, "from_tier": job.source_tier}) as measured:
+        try:
+            failed = _run(store, job, todo, max_workers, client)
+            state = "failed" if failed else "completed"
+        finally:
+            store.catalog.finish_migration(job.id, state, time.perf_counter() - started)
+        status = migration_status(store, job.id)
+        measured.bytes = status.bytes_migrated
+        measured.detail.update(keys=len(status.keys_done), failed=len(status.keys_failed), state=status.state)
     emit("migration.finished", job=job.id, state=status.state)
     logger.info("migration %s %s: %d key(s) done, %d failed, %d bytes", job.id, status.state,
                 len(status.keys_done), len(status.keys_failed), status.bytes_migrated)

@@ -17,8 +17,8 @@ from typing import Any
 from memories_geo.entry import Entry
 from memories_geo.errors import MigrationError, OptionError
 from memories_geo.keys import new_id
-from memories_geo.lifecycle.units import parse_moment, parse_size
 from memories_geo.types import Kind
+from memories_geo.units import parse_moment, parse_size
 
 __all__ = ["CRITERIA", "MigrationError", "MigrationJob", "Selection"]
 

@@ -19,8 +19,8 @@ from memories_geo.display import human_time, repr_html, row, section, span, tabl
 from memories_geo.errors import ConfigError, OptionError
 from memories_geo.lifecycle.policies import apply_policies
 from memories_geo.lifecycle.status import MigrationPlan, MigrationStatus
-from memories_geo.lifecycle.units import parse_duration
 from memories_geo.periodic import PeriodicTask
+from memories_geo.units import parse_duration
 from memories_geo.versions import open_version_store
 
 __all__ = ["LifecycleRunner"]

@@ -6,11 +6,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from memories_geo.awaitable import awaitable_twin
 from memories_geo.config import StorageConfig, redact_url
 from memories_geo.entry import Entry, EntryList, entries_to_frame
 from memories_geo.errors import OptionError
 from memories_geo.keys import validate_key
 from memories_geo.memory.lifecycle import LifecycleMixin
+from memories_geo.monitor.records import OperationLog
 from memories_geo.provenance import attach_source, source_of, without_source
 from memories_geo.query import iso_utc, normalize_bbox, normalize_time
 from memories_geo.resolve import Resolver
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from memories_geo.catalog import Catalog
     from memories_geo.checkpoints import CheckpointManager
     from memories_geo.monitor.plot import MemoryPlots
+    from memories_geo.monitor.storage_monitor import StorageMonitor
     from memories_geo.resolve import TierRouter
 
 __all__ = ["Memory"]
@@ -71,6 +74,36 @@ class Memory(LifecycleMixin):
         self.config = StorageConfig.from_any(config, storage_options=storage_options)
         self.version_store = VersionStore(self.config, read_only=read_only)
         self.resolver = Resolver(self.version_store.catalog, self.version_store.tiers)
+        self.operation_log = OperationLog(
+            self.version_store.catalog, self.version_store.meter, persist=not read_only
+        )
+        self._monitor: StorageMonitor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its operation log and monitor (a dask worker records nothing)."""
+        state = dict(self.__dict__)
+        state.pop("operation_log", None)
+        state["_monitor"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.operation_log = OperationLog(self.version_store.catalog, self.version_store.meter, persist=False)
+
+    @property
+    def monitor(self) -> StorageMonitor:
+        """Usage per tier, performance metrics from the operation records, and alerts.
+
+        Examples
+        --------
+        >>> mem.monitor.get_storage_usage()["hot"].used_bytes  # doctest: +SKIP
+        >>> mem.monitor.get_performance_metrics("24 hours").read_latency  # doctest: +SKIP
+        """
+        if self._monitor is None:
+            from memories_geo.monitor.storage_monitor import StorageMonitor
+
+            self._monitor = StorageMonitor(self)
+        return self._monitor
 
     @property
     def read_only(self) -> bool:
@@ -438,10 +471,10 @@ class Memory(LifecycleMixin):
         return f"Memory(catalog={str(self.catalog.path)!r}, tiers: {tiers})"
 
     def _repr_html_(self) -> str:
-        from memories_geo.monitor.usage import tier_usage, usage_html
+        from memories_geo.monitor.usage import usage_html
 
         current = self.catalog.current_entries()
-        usage = tier_usage(current, self.catalog.all_versions(include_retired=True), self.tiers.names)
+        usage = list(self.monitor.get_storage_usage().values())
         return usage_html(
             usage,
             urls={u.tier: redact_url(self.tiers.tier_config(u.tier).url) for u in usage
@@ -463,7 +496,20 @@ class Memory(LifecycleMixin):
         """
         from memories_geo.monitor.plot import MemoryPlots
 
-        return MemoryPlots(self.catalog, self.tiers.names)
+        return MemoryPlots(self.catalog, self.tiers.names, log=self.operation_log)
+
+    # -- awaitable twins (the work runs in a worker thread; the event loop keeps going) -----
+
+    asave = awaitable_twin(save)
+    aopen = awaitable_twin(open)
+    ainfo = awaitable_twin(info)
+    aversions = awaitable_twin(versions)
+    als = awaitable_twin(ls)
+    asearch = awaitable_twin(search)
+    adelete = awaitable_twin(delete)
+    averify = awaitable_twin(verify)
+    arecover = awaitable_twin(recover)
+    aaudit = awaitable_twin(audit)
 
 
 def _plain(frame: Any) -> Any:

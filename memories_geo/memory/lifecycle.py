@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, overload
 
+from memories_geo.awaitable import awaitable_twin
 from memories_geo.keys import validate_key
 
 if TYPE_CHECKING:
@@ -134,3 +135,10 @@ class LifecycleMixin:
         from memories_geo.lifecycle import migration_jobs
 
         return migration_jobs(self.version_store)
+
+    # -- awaitable twins ------------------------------------------------------------------
+
+    arequest_restore = awaitable_twin(request_restore)
+    arestore_status = awaitable_twin(restore_status)
+    aexecute_migration = awaitable_twin(execute_migration)
+    aget_migration_status = awaitable_twin(get_migration_status)

@@ -18,7 +18,13 @@ from memories_geo.display import (
 )
 from memories_geo.entry import Entry
 
-__all__ = ["TierUsage", "tier_usage", "usage_html"]
+__all__ = ["USAGE_FIGURES", "TierUsage", "tier_usage", "usage_html"]
+
+#: Figures of every tier in :meth:`TierUsage.figures`.
+USAGE_FIGURES = (
+    "used_bytes", "available_bytes", "utilization_percentage", "objects", "keys", "versions",
+    "current_bytes", "retained_bytes", "max_size",
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,56 @@ class TierUsage:
     versions: int = 0
     current_bytes: int = 0
     retained_bytes: int = 0
+    objects: int = 0
+    max_size: int | None = None
+    free_bytes: int | None = None
 
     @property
     def total_bytes(self) -> int:
         """Everything stored on the tier."""
         return self.current_bytes + self.retained_bytes
+
+    @property
+    def used_bytes(self) -> int:
+        """Everything stored on the tier (the original API's name for :attr:`total_bytes`)."""
+        return self.total_bytes
+
+    @property
+    def available_bytes(self) -> int | None:
+        """Room left: the quota left (``max_size``), capped by the free space of a local disk.
+
+        ``None`` when neither is known (an object store without a quota).
+        """
+        left = None if self.max_size is None else max(self.max_size - self.total_bytes, 0)
+        if self.free_bytes is None:
+            return left
+        return self.free_bytes if left is None else min(left, self.free_bytes)
+
+    @property
+    def utilization_percentage(self) -> float | None:
+        """Used bytes as a percentage of ``used + available`` (``None`` when nothing bounds the tier)."""
+        available = self.available_bytes
+        if available is None:
+            return None
+        capacity = self.total_bytes + available
+        return 100.0 * self.total_bytes / capacity if capacity else 0.0
+
+    def figures(self) -> dict[str, float | None]:
+        """The figures alerts can name, as ``"<tier>.<figure>"``: bytes, counts, percent.
+
+        Examples
+        --------
+        >>> usage = TierUsage("hot", keys=1, versions=2, current_bytes=10, max_size=40)
+        >>> usage.figures()["hot.utilization_percentage"]
+        25.0
+        """
+        values: dict[str, float | None] = {
+            "used_bytes": self.used_bytes, "available_bytes": self.available_bytes,
+            "utilization_percentage": self.utilization_percentage, "objects": self.objects,
+            "keys": self.keys, "versions": self.versions, "current_bytes": self.current_bytes,
+            "retained_bytes": self.retained_bytes, "max_size": self.max_size,
+        }
+        return {f"{self.tier}.{name}": value for name, value in values.items()}
 
 
 def tier_usage(current: Iterable[Entry], stored: Iterable[Entry], tiers: Sequence[str]) -> list[TierUsage]:
@@ -130,16 +181,20 @@ def usage_html(
             Html(f"<span class='mg-swatch' style='background:{tier_color(u.tier, names)}'></span>"
                  + span(u.tier) + (default if u.tier == default_tier else "")),
             span(urls.get(u.tier, "?"), cls="mg-mono mg-wrapping"),
-            u.keys, u.versions, span(human_size(u.total_bytes), title=f"{u.total_bytes:,} bytes"),
+            u.keys, u.versions, u.objects, span(human_size(u.total_bytes), title=f"{u.total_bytes:,} bytes"),
             human_size(u.retained_bytes),
+            "" if u.available_bytes is None else human_size(u.available_bytes),
+            "" if u.utilization_percentage is None else f"{u.utilization_percentage:.1f} %",
         ]
         for u in usage
     ]
     keys, versions = sum(u.keys for u in usage), sum(u.versions for u in usage)
     total, retained = sum(u.total_bytes for u in usage), sum(u.retained_bytes for u in usage)
     tiers = table(
-        ("tier", "url", "keys", "versions", "size", "older versions"), rows, numeric={2, 3, 4, 5},
-        footer=("all", "", keys, versions, human_size(total), human_size(retained)),
+        ("tier", "url", "keys", "versions", "objects", "size", "older versions", "available", "used"), rows,
+        numeric={2, 3, 4, 5, 6, 7, 8},
+        footer=("all", "", keys, versions, sum(u.objects for u in usage), human_size(total),
+                human_size(retained), "", ""),
     )
     picture = footprint_svg(
         [(bbox, tier_color(tier, names), label) for bbox, tier, label in boxes], width=360,

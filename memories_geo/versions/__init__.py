@@ -26,6 +26,7 @@ from memories_geo.errors import MemoriesError, ReadOnlyError, TierUnavailableErr
 from memories_geo.events import emit
 from memories_geo.formats.registry import formats_needing, get_format
 from memories_geo.integrity import raise_for_problems, stat_fingerprint, verify_manifest_stat
+from memories_geo.operations import Measurement, OperationMeter
 from memories_geo.progress import progress_bar
 from memories_geo.query import COMMON_OPEN_OPTIONS, check_options, open_request
 from memories_geo.records import read_record_rows, record_path, write_record
@@ -42,6 +43,7 @@ from memories_geo.versions.archive import (
 )
 from memories_geo.versions.commit import Commit
 from memories_geo.versions.orphans import STAGED_GRACE, staged_writer_gone, writer_gone
+from memories_geo.versions.quota import check_quota, estimated_size
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
@@ -80,6 +82,8 @@ class VersionStore:
         self.catalog = catalog if catalog is not None else Catalog(config.catalog)
         self.tiers = TierRouter(config)
         self.read_only = read_only
+        #: Times every operation for the monitor (measures nothing until a sink is added).
+        self.meter = OperationMeter()
 
     # -- writes allowed, and the audit log -----------------------------------------------
 
@@ -168,6 +172,23 @@ class VersionStore:
         self.check_writable(f"saving {plan.key!r}")
         require(plan.backend, Capability.WRITES, f"saving on tier {plan.tier!r}")
         check_lockable(self, plan.tier)
+        self.check_quota(plan.tier, estimated_size(obj), what=f"saving {plan.key!r}")
+        with self.meter.measure("save", key=plan.key, tier=plan.tier, format=plan.format.name) as measured:
+            if not plan.options.compute:
+                return self._save(obj, plan, attrs, tags, measured)
+            entry = self._save(obj, plan, attrs, tags, measured)
+            measured.describe(entry)
+            measured.bytes = entry.size_bytes
+        return entry
+
+    def check_quota(self, tier: str, adding: int, *, what: str) -> None:
+        """Raise :class:`~memories_geo.errors.QuotaExceededError` if ``adding`` bytes overflow ``tier``."""
+        check_quota(self.config, self.catalog, tier, adding, what=what)
+
+    def _save(
+        self, obj: Any, plan: SavePlan, attrs: Mapping[str, Any] | None, tags: Sequence[str],
+        measured: Measurement,
+    ) -> Any:
         location = Location(plan.backend, plan.path)
         staged = self.catalog.stage(
             key=plan.key, version_id=plan.version_id, tier=plan.tier, format=plan.format.name,
@@ -184,6 +205,7 @@ class VersionStore:
         if result.pending is None:
             emit("save.written", key=plan.key, tier=plan.tier, format=plan.format.name,
                  bytes=result.size_bytes)
+            measured.requests = len(result.manifest.files) + 1
         if plan.options.compute:
             return commit(result)
         import dask
@@ -233,9 +255,13 @@ class VersionStore:
             names.setdefault(entry.tier, set()).add(entry.format)
         pairs = []
         for tier in self.tiers.names:
-            if Capability.TABLES not in self.tiers.backend(tier).capabilities:
+            capabilities = self.tiers.backend(tier).capabilities
+            if Capability.TABLES not in capabilities:
                 continue
-            for name in sorted(names.get(tier, set()) | set(formats_needing(Capability.TABLES))):
+            defaults = {name for capability in capabilities - {Capability.TABLES, Capability.WRITES,
+                                                               Capability.LISTING}
+                        for name in formats_needing(capability)}
+            for name in sorted(names.get(tier, set()) | defaults):
                 fmt = get_format(name)
                 if hasattr(fmt, "published_keys") and hasattr(fmt, "unpublish"):
                     pairs.append((tier, fmt))
@@ -254,13 +280,19 @@ class VersionStore:
         """Copy a version to ``tier`` as its key's new version, byte for byte (:func:`.copy.copy_version`)."""
         from memories_geo.versions.copy import copy_version
 
-        return copy_version(self, entry, tier, version_id=version_id, on_bytes=on_bytes)
+        with self.meter.measure("copy", key=entry.key, tier=tier, format=entry.format,
+                                bytes=entry.size_bytes, detail={"from_tier": entry.tier}) as measured:
+            copied = copy_version(self, entry, tier, version_id=version_id, on_bytes=on_bytes)
+            measured.version = copied.version
+        return copied
 
     def move(self, entry: Entry, tier: str, *, on_bytes: Callable[[int], object] | None = None) -> Entry:
         """Move a stored version to ``tier`` byte for byte, verified (:func:`~.move.move_version`)."""
         from memories_geo.versions.move import move_version
 
-        return move_version(self, entry, tier, on_bytes=on_bytes)
+        with self.meter.measure("move", key=entry.key, version=entry.version, tier=tier, format=entry.format,
+                                bytes=entry.size_bytes, detail={"from_tier": entry.tier}):
+            return move_version(self, entry, tier, on_bytes=on_bytes)
 
     def apply_tier_policies(self, location: Location, tier: str) -> None:
         """Give a written version its tier's storage class and retention (before its commit)."""
@@ -305,11 +337,14 @@ class VersionStore:
         check_options(own, [*COMMON_OPEN_OPTIONS, *fmt.open_options], f"open() of a {fmt.name} entry")
         common = {k: v for k, v in query.items() if k in COMMON_OPEN_OPTIONS}
         request = open_request(**common, options=own)
-        try:
-            obj = fmt.open(self.location(entry), entry.object_info, request)
-        except PermissionError as exc:
-            raise_if_archived(self, entry, exc)
-            raise
+        with self.meter.measure("open", detail=request.describe()) as measured:
+            measured.describe(entry)
+            location = Location(self.tiers.backend(entry.tier), entry.path, self.meter.read_tally(measured))
+            try:
+                obj = fmt.open(location, entry.object_info, request)
+            except PermissionError as exc:
+                raise_if_archived(self, entry, exc)
+                raise
         self.catalog.touch(entry)
         return obj
 
@@ -321,6 +356,14 @@ class VersionStore:
         Versions pinned by a checkpoint are retired, not purged.
         """
         self.check_writable(f"deleting {key!r}")
+        with self.meter.measure("delete", key=key, version=version) as measured:
+            entries = self._delete(key, version)
+            measured.bytes = sum(e.size_bytes for e in entries)
+            if entries:
+                measured.tier, measured.format = entries[0].tier, entries[0].format
+        return entries
+
+    def _delete(self, key: str, version: int | None) -> list[Entry]:
         record = new_record("delete" if version is None else "delete_version", key=key, version=version)
         doomed = self.catalog.versions(key) if version is None else [self.catalog.get(key, version)]
         check_deletable(self, doomed, f"deleting {key!r}" + ("" if version is None else f" v{version}"))
@@ -348,7 +391,11 @@ class VersionStore:
 
     def verify(self, entries: Sequence[Entry]) -> None:
         """Re-hash ``entries`` and raise :class:`ChecksumMismatchError` naming every problem."""
-        found = self.verify_entries(entries)
+        with self.meter.measure("verify", bytes=sum(e.size_bytes for e in entries),
+                                detail={"versions": len(entries)}) as measured:
+            if len(entries) == 1:
+                measured.describe(entries[0])
+            found = self.verify_entries(entries)
         problems = [p for problems in found.values() for p in problems]
         failed = sum(1 for problems in found.values() if problems)
         logger.info("verified %d version(s) (%d bytes): %s", len(entries), sum(e.size_bytes for e in entries),

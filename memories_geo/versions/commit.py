@@ -42,6 +42,8 @@ class CommitTarget(Protocol):
 
     def delete_stored(self, fmt: Format, location: Location) -> None: ...  # noqa: D102
 
+    def check_quota(self, tier: str, adding: int, *, what: str) -> None: ...  # noqa: D102
+
 
 class Commit:
     """The verify -> record -> commit -> publish steps of a save, runnable now or after a dask write."""
@@ -59,6 +61,9 @@ class Commit:
         try:
             if not result.manifest.files:
                 raise FormatError(f"format {self.fmt.name!r} wrote nothing for {self.staged.key!r}")
+            self.store.check_quota(
+                self.staged.tier, result.manifest.size_bytes, what=f"saving {self.staged.key!r}"
+            )
             self.store.apply_tier_policies(self.location, self.staged.tier)
             row = version_row(
                 self.staged, uri=self.location.url, footprint=result.footprint,

@@ -69,7 +69,7 @@ class PostgresBackend:
     >>> backend
     PostgresBackend('postgresql://me:***@db:5432/gis', schema='public')
     >>> sorted(c.value for c in backend.capabilities)
-    ['listing', 'tables', 'writes']
+    ['listing', 'postgresql', 'tables', 'writes']
     """
 
     #: SQL dialect of the tables (formats that write SQL check it).
@@ -95,8 +95,8 @@ class PostgresBackend:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """Writes, listing and tables."""
-        return frozenset({Capability.WRITES, Capability.LISTING, Capability.TABLES})
+        """Writes, listing and tables (in PostgreSQL)."""
+        return frozenset({Capability.WRITES, Capability.LISTING, Capability.TABLES, Capability.POSTGRESQL})
 
     # -- connections --------------------------------------------------------------
 

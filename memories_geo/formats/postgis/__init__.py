@@ -70,7 +70,8 @@ def _key_of(location: Location) -> str:
 def _backend(location_or_backend: Any) -> PostgresBackend:
     """The PostgreSQL backend of a location (or a backend), refusing any other."""
     backend = getattr(location_or_backend, "backend", location_or_backend)
-    require(backend, Capability.TABLES, "format 'postgis' (tables in PostgreSQL; or choose a file format)")
+    require(backend, Capability.POSTGRESQL,
+            "format 'postgis' (tables in PostgreSQL; or choose a file format)")
     if getattr(backend, "dialect", None) != "postgresql":
         raise FormatError(
             f"format 'postgis' stores tables in PostgreSQL; {backend.url_for('')!r} holds "
@@ -119,7 +120,9 @@ class PostGISFormat:
         "where": "filter rows: {column: value} (None is IS NULL, a list is IN) or a psycopg.sql.Composable",
         "engine": "read with 'adbc' (Arrow-native, default when installed) or 'psycopg'",
     }
-    default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset({(Kind.VECTOR, Capability.TABLES)})
+    default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset(
+        {(Kind.VECTOR, Capability.POSTGRESQL)}
+    )
     write_options: ClassVar[Mapping[str, str]] = {
         "engine": "load with 'psycopg' (binary COPY, default) or 'adbc'",
     }

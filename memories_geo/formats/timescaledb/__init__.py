@@ -63,7 +63,8 @@ def _key_of(location: Location) -> str:
 def _backend(location_or_backend: Any) -> PostgresBackend:
     """The PostgreSQL backend of a location (or a backend), refusing any other."""
     backend = getattr(location_or_backend, "backend", location_or_backend)
-    require(backend, Capability.TABLES, "format 'timescaledb' (tables in PostgreSQL; or choose 'parquet')")
+    require(backend, Capability.POSTGRESQL,
+            "format 'timescaledb' (tables in PostgreSQL; or choose 'parquet')")
     if getattr(backend, "dialect", None) != "postgresql":
         raise FormatError(
             f"format 'timescaledb' stores tables in PostgreSQL; {backend.url_for('')!r} holds "
@@ -132,7 +133,7 @@ class TimescaleDBFormat:
     open_options: ClassVar[Mapping[str, str]] = OPEN_OPTIONS
     write_options: ClassVar[Mapping[str, str]] = WRITE_OPTIONS
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset(
-        {(Kind.TIMESERIES, Capability.TABLES)}
+        {(Kind.TIMESERIES, Capability.POSTGRESQL)}
     )
 
     def default_priority(self, obj: Any) -> int:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import posixpath
+import time
 from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from memories_geo.records import record_path
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Location
+    from memories_geo.operations import ReadTally
 
 __all__ = ["METADATA_KEYS", "ManifestCheckedStore", "WrittenFiles", "checked_store"]
 
@@ -49,7 +51,7 @@ def checked_store(location: Location) -> ManifestCheckedStore:
         if location.is_local
         else zarr_store(location, read_only=True)
     )
-    return ManifestCheckedStore(inner, WrittenFiles(location))
+    return ManifestCheckedStore(inner, WrittenFiles(location), tally=location.reads)
 
 
 class WrittenFiles:
@@ -120,14 +122,22 @@ class ManifestCheckedStore(WrapperStore):
         The version's store (read-only).
     written : WrittenFiles
         The version's written files.
+    tally : ReadTally, optional
+        Counts every value read (bytes, time, chunks) for the operation records.
     """
 
-    def __init__(self, store: Any, written: WrittenFiles) -> None:
+    def __init__(self, store: Any, written: WrittenFiles, *, tally: ReadTally | None = None) -> None:
         super().__init__(store)
         self.written = written
+        self.tally = tally
 
     def _with_store(self, store: Any) -> ManifestCheckedStore:
-        return type(self)(store, self.written)
+        return type(self)(store, self.written, tally=self.tally)
+
+    def _count(self, key: str, value: Any, started: float) -> None:
+        if self.tally is not None and value is not None:
+            chunk = posixpath.basename(key) not in METADATA_KEYS
+            self.tally.add(len(value), time.perf_counter() - started, chunks=int(chunk))
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         """The stored value of ``key``, ``None`` if it was never written.
@@ -137,18 +147,23 @@ class ManifestCheckedStore(WrapperStore):
         ChecksumMismatchError
             When ``key`` was written (the manifest lists it) and is gone.
         """
+        started = time.perf_counter()
         value = await self._store.get(key, prototype, byte_range)
         if value is None:
             await self._refuse_if_written(key)
+        self._count(key, value, started)
         return value
 
     async def get_partial_values(self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]) -> list[Any]:
         """Byte ranges of several keys; see :meth:`get`."""
         key_ranges = list(key_ranges)
+        started = time.perf_counter()
         values = list(await self._store.get_partial_values(prototype, key_ranges))
         for (key, _), value in zip(key_ranges, values, strict=True):
             if value is None:
                 await self._refuse_if_written(key)
+            self._count(key, value, started)
+            started = time.perf_counter()
         return values
 
     async def _get_many(
