@@ -214,7 +214,7 @@ def audit(
     return default().audit(key, operation=operation, outcome=outcome, user=user, since=since, until=until)
 
 
-def request_restore(key: str, *, days: int = 7, tier: str = "standard", version: int | None = None) -> Any:
+def request_restore(key: str, *, days: int = 7, tier: str | None = None, version: int | None = None) -> Any:
     """Restore an archived version for ``days``; see :meth:`Memory.request_restore`.
 
     Examples

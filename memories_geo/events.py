@@ -8,7 +8,9 @@ Monitoring subscribes here (latency, throughput, failures), and so can users::
 Events of a save, in order: ``save.staged``, ``save.written`` (data written and
 checksummed), ``save.committed`` (the version is current), ``save.published``.
 Checkpoints emit ``checkpoint.saved`` and ``checkpoint.restored``; migrations emit
-``migration.started``, ``migration.key`` (one per key migrated) and ``migration.finished``.
+``migration.started``, ``migration.key`` (one per key migrated) and ``migration.finished``;
+transactions ``transaction.committing``, ``transaction.committed`` and
+``transaction.rolled_back`` (their saves' events carry the ``transaction`` id).
 """
 
 from __future__ import annotations

@@ -229,6 +229,8 @@ def detect_kind(obj: Any) -> Kind:
             "geopandas.GeoDataFrame(df, geometry=geopandas.points_from_xy(df.lon, df.lat), "
             "crs='EPSG:4326')) or as time series (parse its time column with pandas.to_datetime)."
         )
+    if type(obj).__module__.startswith("dask_geopandas") and hasattr(obj, "_meta"):
+        return detect_kind(obj._meta)
     raise UnsupportedObjectError(
         f"cannot store a {type(obj).__module__}.{type(obj).__name__}; memories_geo stores "
         "xarray Dataset/DataArray/DataTree, geopandas GeoDataFrame/GeoSeries and pandas "

@@ -11,12 +11,13 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from memories_geo.backends.base import Capability, Location
 from memories_geo.backends.registry import known_schemes, make_backend
-from memories_geo.config import redact_url
+from memories_geo.config import default_home, redact_url
 from memories_geo.errors import (
     ConfigError,
     FormatError,
@@ -97,7 +98,25 @@ class TierRouter:
                 cfg.url, cfg.storage_options, encryption=cfg.encryption or None,
                 storage_class=cfg.storage_class,
             )
+            if cache := getattr(cfg, "cache", None):
+                self._use_cache(tier, self._backends[tier], cache)
         return self._backends[tier]
+
+    def _use_cache(self, tier: str, backend: Backend, settings: Any) -> None:
+        """Put ``tier``'s read cache in front of its backend.
+
+        A local cache's default directory is ``cache/<tier>`` beside a SQLite catalog,
+        else under ``$MEMORIES_GEO_HOME`` (``./.memories``).
+        """
+        from memories_geo.cache import check_cache_settings
+
+        catalog = str(self.config.catalog)
+        home = Path(catalog).parent if "://" not in catalog else default_home()
+        default = home / "cache" / tier
+        use = getattr(backend, "use_cache", None)
+        if use is None:
+            raise ConfigError(f"tier {tier!r}: a cache applies to file tiers only ({backend.url_for('')!r})")
+        use(check_cache_settings(settings, default_path=default))
 
     def compression(self, tier: str) -> CompressionLevel:
         """Compression level configured for ``tier``."""
@@ -184,11 +203,17 @@ class Resolver:
         compute: bool = True,
         source_key: str | None = None,
         format_options: Mapping[str, Any] | None = None,
+        storage: Any = None,
     ) -> SavePlan:
         """Decide tier, backend, format and options for saving ``obj``; see ``Memory.save``.
 
         ``source_key`` is the key ``obj`` was opened from: it is the default key, and
-        makes the default mode ``"w"``.
+        makes the default mode ``"w"``. ``storage`` is a format storage object
+        (``format_name`` and ``save_options()``, e.g. ``COGStorage``): its format is
+        used unless ``format=`` names another (an :class:`OptionError`). Format options
+        come from, by precedence: the keywords given, ``storage``, then the tier's
+        ``format_options`` for the format (not for appends, which keep the stored
+        layout); an explicit ``compression=`` also replaces the codec they name.
 
         Raises
         ------
@@ -197,6 +222,9 @@ class Resolver:
             As documented on ``Memory.save``.
         """
         extra = dict(format_options or {})
+        stored_options: dict[str, Any] = {}
+        if storage is not None:
+            format, stored_options = _storage_format(storage, format)
         if key is None and source_key is not None:
             key = source_key
             mode = mode or "w"
@@ -216,11 +244,25 @@ class Resolver:
             raise KeyNotFoundError(f"mode='a' appends to an existing key, and {key!r} does not exist")
         extended = previous if mode == "a" else None
         tier_name = str(tier or (extended.tier if extended else self.tiers.config.default_tier))
+        routed = self.tiers.tier_config(tier_name).routes.get(kind.value) if not extended else None
+        if routed:
+            tier_name = routed
         backend = self.tiers.backend(tier_name)
         fmt_name = format or (
             extended.format if extended else self.tiers.format_for(tier_name, kind, obj)
         )
         fmt = _checked_format(fmt_name, kind, obj)
+        tier_config = self.tiers.tier_config(tier_name)
+        tier_options = {} if mode == "a" else tier_config.format_options  # an append keeps the stored layout
+        inherited = {**dict(tier_options.get(fmt.name) or {}), **stored_options}
+        if tier_config.codec and mode != "a" and "compression" in getattr(fmt, "write_options", {}):
+            inherited.setdefault("compression", tier_config.codec)
+        if compression is not None:
+            inherited.pop("compression", None)
+            inherited.pop("compression_level", None)
+        extra = {**inherited, **extra}
+        if compression is None and _is_level(extra.get("compression")):
+            compression = extra.pop("compression")
         check_options(extra, getattr(fmt, "write_options", {}), f"save() in format {fmt.name!r}")
         if _is_codec(compression, fmt):
             extra["compression"], compression = compression, None
@@ -251,6 +293,30 @@ class Resolver:
 
     def _location(self, entry: Entry) -> Location:
         return Location(self.tiers.backend(entry.tier), entry.path)
+
+
+def _storage_format(storage: Any, format: str | None) -> tuple[str, dict[str, Any]]:
+    """The format and save options a format storage object stands for, checked against ``format``."""
+    name = getattr(storage, "format_name", None)
+    save_options = getattr(storage, "save_options", None)
+    if not isinstance(name, str) or save_options is None:
+        raise OptionError(
+            f"storage= takes a format storage object (COGStorage, ZarrStorage, GeoJSONStorage, "
+            f"GeoParquetStorage, ParquetStorage, PostGISStorage, TimescaleDBStorage...), got "
+            f"{type(storage).__name__}"
+        )
+    if format is not None and format != name:
+        raise OptionError(
+            f"format={format!r} disagrees with storage={type(storage).__name__} (format {name!r}); "
+            "leave format= unset or pass a storage object of that format"
+        )
+    return name, dict(save_options())
+
+
+def _is_level(value: Any) -> bool:
+    return isinstance(value, CompressionLevel) or (
+        isinstance(value, str) and value in {c.value for c in CompressionLevel}
+    )
 
 
 def _is_codec(asked: Any, fmt: Format) -> bool:

@@ -29,9 +29,9 @@ LAYERS: dict[str, int] = {
     "catalog": 3,
     "resolve": 4,
     **dict.fromkeys(["audit_log", "versions"], 5),
-    **dict.fromkeys(["checkpoints", "lifecycle", "monitor"], 6),
+    **dict.fromkeys(["checkpoints", "lifecycle", "monitor", "stac"], 6),
     "memory": 7,
-    **dict.fromkeys(["api", "aio"], 8),
+    **dict.fromkeys(["api", "aio", "storage"], 8),
     **dict.fromkeys(["accessors", "cli"], 9),
     **dict.fromkeys(["__init__", "testing"], 10),
 }

@@ -354,9 +354,9 @@ def test_supported_catalog_locations(location, expected):
 @pytest.mark.parametrize(
     ("location", "message"),
     [
-        ("postgresql://me:secret@db:5432/geo", "PostgreSQL catalogs are not available yet"),
-        ("postgres://db/geo", "PostgreSQL catalogs are not available yet"),
-        ("postgresql+psycopg://db/geo", "PostgreSQL catalogs are not available yet"),
+        ("postgresql://me:secret@db:5432/geo", "is a PostgreSQL database, not a SQLite file"),
+        ("postgres://db/geo", "is a PostgreSQL database, not a SQLite file"),
+        ("postgresql+psycopg://db/geo", "write a PostgreSQL catalog as 'postgresql://"),
         ("s3://bucket/catalog.sqlite", "unsupported scheme 's3'"),
         ("https://example.org/catalog.sqlite", "unsupported scheme 'https'"),
         ("sqlite://host/catalog.sqlite", "local file, without host"),
@@ -377,11 +377,11 @@ def test_other_catalog_locations_are_refused(tmp_path, monkeypatch, location, me
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_memory_refuses_a_postgresql_catalog_before_creating_anything(tmp_path, monkeypatch):
+def test_a_memory_refuses_an_unknown_catalog_scheme_before_creating_anything(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     home = tmp_path / "home"
-    config = StorageConfig.from_dict({"home": str(home), "catalog": "postgresql://me:secret@db/geo"})
-    with pytest.raises(mg.ConfigError, match="PostgreSQL catalogs are not available yet") as info:
+    config = StorageConfig.from_dict({"home": str(home), "catalog": "mysql://me:secret@db/geo"})
+    with pytest.raises(mg.ConfigError, match="unsupported scheme 'mysql'") as info:
         mg.Memory(config)
     assert "secret" not in str(info.value)
     assert not home.exists()
@@ -393,3 +393,27 @@ def test_a_memory_accepts_a_file_url_catalog(tmp_path):
     config = StorageConfig.from_dict({"home": str(tmp_path / "home"), "catalog": path.as_uri()})
     assert mg.Memory(config).catalog.path == path
     assert path.is_file()
+
+
+def test_many_processes_creating_one_new_catalog_at_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    path = tmp_path / "new" / "catalog.sqlite"
+    code = (
+        "import os, sys, time\n"
+        "from memories_geo.catalog import SQLiteCatalog\n"
+        "open(sys.argv[1] + '.' + str(os.getpid()), 'w').close()\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
+        "SQLiteCatalog(sys.argv[2]).current_entries()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(go), str(path)], stderr=subprocess.PIPE)
+             for _ in range(8)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.*"))) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)  # every child has imported the catalog and waits on the flag
+    go.touch()
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [e for e in errors if e][:1]

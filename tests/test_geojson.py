@@ -429,3 +429,27 @@ def test_object_columns_of_one_json_type_are_kept(mem: mg.Memory) -> None:
     assert back["dicts"][2] == {"k": [1, 2]}
     assert list(back["lists"][0]) == [1, 2]
     assert back["text"][0] == "a"
+
+
+def test_coordinates_gdal_would_round_read_back_unchanged(tmp_path):
+    """GDAL's writer turns -16.639150000000004 into -16.63915 even with 17 significant figures."""
+    import shapely
+    from geopandas.testing import assert_geodataframe_equal
+
+    from memories_geo.examples import sample_vector
+
+    mem = mg.Memory(tmp_path)
+    noisy = gpd.GeoDataFrame(
+        {"v": [1, 2]},
+        geometry=[shapely.Point(178.59683859511713, -16.639150000000004),
+                  shapely.LineString([(0.1 + 0.2, 1e-300), (-0.30000000000000004, 2.0)])],
+        crs="EPSG:4326",
+    )
+    mem.save(noisy, "noisy", format="geojson")
+    back = mem.open("noisy")
+    assert back.geometry.iloc[0].y == -16.639150000000004
+    assert_geodataframe_equal(back, noisy)
+    countries = sample_vector()
+    mem.save(countries, "countries", format="geojson")
+    back = mem.open("countries")
+    assert bool(back.geometry.normalize().geom_equals_exact(countries.geometry.normalize(), 0).all())

@@ -539,3 +539,19 @@ def test_an_index_arrow_cannot_hold_is_refused(mem: mg.Memory) -> None:
     with pytest.raises(UnsupportedObjectError, match=r"index level 'id' \(dtype object\)"):
         mem.save(gdf, KEY, format="geoparquet")
     assert mem.ls().empty
+
+
+@pytest.mark.parametrize("codec", ["snappy", "zstd", "gzip", "none"])
+def test_a_codec_is_written_for_a_small_unsorted_layer(tmp_path, codec):
+    import pyarrow.parquet as pq
+
+    from memories_geo.examples import sample_vector
+
+    mem = mg.Memory(tmp_path)
+    gdf = sample_vector()
+    entry = mem.save(gdf, "small", compression=codec)
+    stored = pq.ParquetFile(entry.uri.removeprefix("file://")).metadata.row_group(0).column(0).compression
+    assert stored == ("UNCOMPRESSED" if codec == "none" else codec.upper())
+    from geopandas.testing import assert_geodataframe_equal
+
+    assert_geodataframe_equal(mem.open("small"), gdf)

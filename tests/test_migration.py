@@ -353,8 +353,8 @@ def test_postgis_to_geoparquet_and_back_round_trip_exactly(pgmem: mg.Memory) -> 
 
 
 def test_a_conversion_that_does_not_read_back_equal_is_undone(mem: mg.Memory) -> None:
-    """GeoJSON (RFC 7946) rewinds polygon rings, so the countries do not read back identical."""
-    gdf = sample_vector()
+    """GeoJSON (RFC 7946) stores EPSG:4326, so a layer in another CRS does not read back identical."""
+    gdf = sample_vector().to_crs("EPSG:3857")
     source = mem.save(gdf, "countries", tier="hot")
     job = MigrationJob(source_tier="hot", destination_tier="warm", format="geojson")
     with pytest.raises(MigrationError, match="does not read back equal") as raised:

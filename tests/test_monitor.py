@@ -327,3 +327,21 @@ def test_figures_name_usage_and_metrics(tmp_path):
     text = mem.monitor.to_prometheus()
     assert f'memories_geo_tier_used_bytes{{tier="hot"}} {used}\n' in text
     assert 'memories_geo_read_latency_seconds{quantile="0.95"}' in text
+
+
+def test_a_time_series_read_counts_the_files_it_opens(tmp_path):
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2024-01-01", "2024-12-31 23:00", freq="h", tz="UTC")
+    frame = pd.DataFrame({"time": times, "station": "a", "value": rng.normal(size=len(times))})
+    mem = _memory(tmp_path)
+    entry = mem.save(frame, "stations", partition_cols=["year", "month"])
+    files = _stored_files(tmp_path / "hot")
+    data = {name: size for name, size in files.items()
+            if name.endswith(".parquet") and "_metadata" not in name}
+    assert len(data) == 12
+    mem.open("stations", time=("2024-03-01", "2024-04-30"))
+    record = mem.monitor.records().iloc[-1]
+    assert (record["operation"], record["format"]) == ("open", "parquet")
+    march_april = [size for name, size in data.items() if "month=3" in name or "month=4" in name]
+    assert record["detail"]["chunks"] == 2
+    assert record["bytes"] == sum(march_april) < entry.size_bytes

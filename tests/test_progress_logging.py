@@ -327,7 +327,7 @@ def test_debug_lines_time_every_backend_call(mem, caplog):
 
 
 def test_backup_copies_are_timed(mem, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="memories_geo.checkpoints")
+    caplog.set_level(logging.DEBUG, logger="memories_geo")
     mem.save(_gdf(), "pts")
     mg.MemoryPersistence(mem, backup_storage=tmp_path / "backup").checkpoints.save("b")
     copies = [r.getMessage() for r in caplog.records if r.getMessage().startswith("copy ")]

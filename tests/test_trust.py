@@ -177,13 +177,25 @@ def test_verify_counts_the_versions_that_failed(mem):
 # -- catalog locations (defect 14) ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["mysql://u:pw@db/geo", "postgresql://u:pw@db/geo", "redis://127.0.0.1/0"])
+@pytest.mark.parametrize("url", ["mysql://u:pw@db/geo", "postgresql+psycopg://u:pw@db/geo", "redis://127.0.0.1/0"])
 def test_a_catalog_url_of_another_scheme_is_refused_without_creating_a_file(tmp_path, monkeypatch, url):
     monkeypatch.chdir(tmp_path)
     config = mg.StorageConfig.from_dict({"catalog": url, "tiers": {"hot": {"url": str(tmp_path / "hot")}}})
     with pytest.raises(ConfigError, match="catalog") as info:
         mg.Memory(config)
     assert "pw" not in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_an_unreachable_postgresql_catalog_is_a_tier_error_without_creating_a_file(tmp_path, monkeypatch):
+    from memories_geo.testing.services import free_port
+
+    monkeypatch.chdir(tmp_path)
+    url = f"postgresql://u:secret-pw@127.0.0.1:{free_port()}/geo"
+    config = mg.StorageConfig.from_dict({"catalog": url, "tiers": {"hot": {"url": str(tmp_path / "hot")}}})
+    with pytest.raises(mg.TierUnavailableError) as info:
+        mg.Memory(config)
+    assert "secret-pw" not in str(info.value)
     assert [p.name for p in tmp_path.iterdir()] == []
 
 

@@ -296,6 +296,12 @@ class Location:
         return self.files.fs
 
     @property
+    def store_fs(self) -> AbstractFileSystem:
+        """The filesystem of the store itself, never through a read cache (verification reads it)."""
+        files = self.files
+        return getattr(files, "remote_fs", files.fs)
+
+    @property
     def full_path(self) -> str:
         """Path on :attr:`fs`."""
         return self.files.full_path(self.path)

@@ -181,8 +181,10 @@ class FileBackend:
         *,
         encryption: Mapping[str, str] | None = None,
         storage_class: str | None = None,
+        cache: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
+        self.cache: Any = None
         self.storage_options = dict(storage_options or {})
         self._scheme = urlsplit(url).scheme if "://" in url else "file"
         self._label = redact_url(url)
@@ -206,11 +208,17 @@ class FileBackend:
             for name, value in S3_CLIENT_DEFAULTS.items():
                 config.setdefault(name, copy.deepcopy(value))
             self.storage_options["config_kwargs"] = config
+        if cache:
+            self.use_cache(cache)
 
     @cached_property
     def _fs_and_root(self) -> tuple[AbstractFileSystem, str]:
         from fsspec.core import url_to_fs
 
+        if self._scheme in ("redis", "rediss"):
+            from memories_geo.backends.redisfs import register_protocols
+
+            register_protocols()
         start = time.perf_counter()
         self._probe()
         options = dict(self.storage_options)
@@ -316,8 +324,29 @@ class FileBackend:
 
     @property
     def fs(self) -> AbstractFileSystem:
-        """The fsspec filesystem."""
+        """The fsspec filesystem formats read and write through (behind the tier's cache, if any)."""
+        return self._cached_fs if self.cache is not None else self._fs_and_root[0]
+
+    @property
+    def remote_fs(self) -> AbstractFileSystem:
+        """The store's own fsspec filesystem, never cached (listings, deletes, verification)."""
         return self._fs_and_root[0]
+
+    def use_cache(self, settings: Any) -> None:
+        """Serve reads of stored versions from a cache (see :func:`memories_geo.cache.check_cache_settings`).
+
+        Only object stores are cached; on local and in-memory tiers :attr:`fs` stays the store's own.
+        """
+        from memories_geo.cache import check_cache_settings
+
+        self.cache = check_cache_settings(settings)
+        self.__dict__.pop("_cached_fs", None)
+
+    @cached_property
+    def _cached_fs(self) -> AbstractFileSystem:
+        from memories_geo.cache import cached_filesystem
+
+        return cached_filesystem(self._fs_and_root[0], self.cache)
 
     @property
     def root(self) -> str:
@@ -326,7 +355,7 @@ class FileBackend:
 
     @cached_property
     def _policies(self) -> ObjectPolicies:
-        return policies_for(self.protocol, self.fs, self.storage_class, self._label)
+        return policies_for(self.protocol, self.remote_fs, self.storage_class, self._label)
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -344,7 +373,7 @@ class FileBackend:
     @property
     def protocol(self) -> str:
         """First protocol name of the filesystem (``"file"``, ``"s3"``...)."""
-        proto = self.fs.protocol
+        proto = self.remote_fs.protocol
         return proto if isinstance(proto, str) else proto[0]
 
     def full_path(self, path: str) -> str:
@@ -362,19 +391,19 @@ class FileBackend:
         full = self.full_path(path)
         if self.protocol == "file":
             return f"file://{full}"
-        return redact_url(self.fs.unstrip_protocol(full))
+        return redact_url(self.remote_fs.unstrip_protocol(full))
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists."""
         with self._call("exists", path):
-            return bool(self.fs.exists(self.full_path(path)))
+            return bool(self.remote_fs.exists(self.full_path(path)))
 
     def remove(self, path: str) -> None:
         """Delete ``path`` recursively, then prune empty parent directories up to the root."""
         full = self.full_path(path)
         with self._call("remove", path):
-            if self.fs.exists(full):
-                self.fs.rm(full, recursive=True)
+            if self.remote_fs.exists(full):
+                self.remote_fs.rm(full, recursive=True)
             if self.protocol == "file":
                 self._prune_empty_parents(full)
 
@@ -382,9 +411,9 @@ class FileBackend:
         parent = posixpath.dirname(full)
         while parent.startswith(self.root + "/"):
             try:
-                if self.fs.ls(parent):
+                if self.remote_fs.ls(parent):
                     return
-                self.fs.rmdir(parent)
+                self.remote_fs.rmdir(parent)
             except (FileNotFoundError, OSError):
                 return
             parent = posixpath.dirname(parent)
@@ -394,7 +423,8 @@ class FileBackend:
         full = self.full_path(path)
         with self._call("listdir", path):
             try:
-                return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(full, detail=False))
+                found = self.remote_fs.ls(full, detail=False)
+                return sorted(posixpath.basename(p.rstrip("/")) for p in found)
             except FileNotFoundError:
                 return []
 
@@ -403,8 +433,11 @@ class FileBackend:
         full = self.full_path(path)
         with self._call(f"write_bytes ({len(data)} bytes)", path):
             if self.protocol == "file":
-                self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+                self.remote_fs.makedirs(posixpath.dirname(full), exist_ok=True)
             self._policies.pipe(full, data)
+        forget = getattr(self.__dict__.get("_cached_fs"), "forget", None)
+        if forget is not None and path.endswith(RECORD_SUFFIX):
+            forget(full.removesuffix(RECORD_SUFFIX))
 
     def read_bytes(self, path: str) -> bytes:
         """Read a small object at ``path``."""
@@ -431,14 +464,14 @@ class FileBackend:
                 if name == VERSIONS_DIR:
                     for version in self.listdir(child):
                         found[posixpath.join(child, version.removesuffix(RECORD_SUFFIX))] = None
-                elif not name.startswith("@") and self.fs.isdir(self.full_path(child)):
+                elif not name.startswith("@") and self.remote_fs.isdir(self.full_path(child)):
                     pending.append(child)
         return sorted(found)
 
     def makedirs(self, path: str) -> None:
         """Create ``path`` and its parents (no-op on object stores)."""
         with self._call("makedirs", path):
-            self.fs.makedirs(self.full_path(path), exist_ok=True)
+            self.remote_fs.makedirs(self.full_path(path), exist_ok=True)
 
     def apply_storage_class(self, path: str) -> None:
         """Give every object of the version at ``path`` the tier's storage class (no-op without one)."""

@@ -51,6 +51,9 @@ _BUILTIN: dict[str, _Spec] = {
     "abfs": _Spec(_FILES, ("adlfs",), "Install adlfs: pip install memories-geo[azure]"),
     "postgresql": _PG,
     "postgres": _PG,
+    "sqlite": _Spec("memories_geo.backends.sqlite:SQLiteBackend"),
+    "redis": _Spec(_FILES, ("redis",), "Install redis: pip install memories-geo[redis]"),
+    "rediss": _Spec(_FILES, ("redis",), "Install redis: pip install memories-geo[redis]"),
 }
 
 _registered: dict[str, _Spec] = {}

@@ -1,8 +1,10 @@
 """Where a catalog lives: the accepted forms of a catalog location, checked once.
 
-A catalog is a SQLite file, given as a plain path, ``sqlite:///path`` or ``file:///path``.
-Anything else that looks like a URL is refused with the accepted forms, so that a
-database URL is never mistaken for a file name.
+A catalog is a SQLite file, given as a plain path, ``sqlite:///path`` or ``file:///path``,
+or a PostgreSQL database, given as ``postgresql://`` or ``postgres://`` URL
+(:class:`~memories_geo.catalog.postgres.PostgresCatalog`). Anything else that looks like a
+URL is refused with the accepted forms, so that a database URL is never mistaken for a
+file name.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ __all__ = ["SUPPORTED_FORMS", "sqlite_path"]
 
 SUPPORTED_FORMS = (
     "a file path ('/data/catalog.sqlite'), 'sqlite:///data/catalog.sqlite' "
-    "or 'file:///data/catalog.sqlite'"
+    "or 'file:///data/catalog.sqlite', or a PostgreSQL URL ('postgresql://user@host:5432/dbname')"
 )
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]+)://")
@@ -43,8 +45,9 @@ def sqlite_path(location: str | os.PathLike[str]) -> Path:
     Raises
     ------
     ConfigError
-        For any other URL scheme (PostgreSQL catalogs included, not available yet),
-        a URL with a host, query or fragment, or one naming no file.
+        For any other URL scheme (a PostgreSQL URL included: open it with
+        :func:`~memories_geo.catalog.open_catalog`), a URL with a host, query or
+        fragment, or one naming no file.
 
     Examples
     --------
@@ -60,10 +63,15 @@ def sqlite_path(location: str | os.PathLike[str]) -> Path:
         return Path(location)
     scheme = match["scheme"].lower()
     shown = redact_url(location)
+    if scheme in _POSTGRES:
+        raise ConfigError(
+            f"catalog {shown!r} is a PostgreSQL database, not a SQLite file; open it with "
+            f"open_catalog() or PostgresCatalog; a catalog is {SUPPORTED_FORMS}"
+        )
     if scheme.split("+", 1)[0] in _POSTGRES:
         raise ConfigError(
-            f"catalog {shown!r}: PostgreSQL catalogs are not available yet; "
-            f"use a SQLite catalog: {SUPPORTED_FORMS}"
+            f"catalog {shown!r}: unsupported scheme {scheme!r}; write a PostgreSQL catalog as "
+            f"'postgresql://...'; a catalog is {SUPPORTED_FORMS}"
         )
     if scheme not in ("sqlite", "file"):
         raise ConfigError(

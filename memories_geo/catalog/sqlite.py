@@ -143,25 +143,45 @@ class SQLiteCatalog(
             (the staged row is left for the caller to discard).
         """
         with write_transaction(self.path) as con:
-            if exclusive and current_pk(con, staged.key) is not None:
-                raise KeyExistsError(exists_message(staged.key))
-            values = {c: row[c] for c in COMMIT_COLUMNS}
-            version = next_version(con, staged.key)
-            con.execute(
-                "UPDATE versions SET status = 'committed', version = ?, "  # noqa: S608
-                + ", ".join(f"{c} = ?" for c in values) + " WHERE id = ?",
-                (version, *values.values(), staged.pk),
-            )
-            con.execute("INSERT INTO manifests (version_pk, manifest) VALUES (?, ?)",
-                        (staged.pk, row["manifest"]))
-            if self.has_rtree:
-                index_bbox(con, staged.pk, row)
-            set_current(con, staged.key, staged.pk)
-            if audit is not None:
-                audit.update(key=staged.key, version=version, version_id=staged.version_id,
-                             pointers={staged.key: staged.version_id})
-                insert_audit(con, audit)
-            return entries(con, "v.id = ?", (staged.pk,))[0]
+            return _commit_row(con, staged, row, exclusive=exclusive, audit=audit, rtree=self.has_rtree)
+
+    def commit_many(
+        self,
+        commits: Sequence[tuple[StagedVersion, Mapping[str, Any], bool, MutableMapping[str, Any] | None]],
+        deletions: Sequence[tuple[str, int | None, MutableMapping[str, Any] | None]] = (),
+    ) -> tuple[list[Entry], list[Entry], list[Entry]]:
+        """Apply deletions, then commit staged versions, all in one transaction: all or nothing.
+
+        Each deletion ``(key, version, audit)`` is :meth:`remove_key` (``version`` is
+        ``None``) or :meth:`remove_version`; each commit ``(staged, row, exclusive,
+        audit)`` is :meth:`commit`, in the order given (a key committed twice ends at
+        its last version). Audit records are appended in that order, in the same
+        transaction. Any error (:class:`KeyExistsError` for an exclusive key that
+        exists, :class:`KeyNotFoundError` for a deletion of a missing key) changes
+        nothing and leaves the staged rows for the caller to discard.
+
+        Returns
+        -------
+        committed, removed, purge : list of Entry
+            The committed versions in order, every version the deletions removed, and
+            those whose data is no longer referenced (for the caller to delete).
+        """
+        removed: list[Entry] = []
+        purge: list[Entry] = []
+        with write_transaction(self.path) as con:
+            for key, version, audit in deletions:
+                if version is None:
+                    gone, unreferenced = _remove_key(con, key, audit, rtree=self.has_rtree)
+                else:
+                    entry, free = _remove_version(con, key, version, audit, rtree=self.has_rtree)
+                    gone, unreferenced = [entry], [entry] if free else []
+                removed += gone
+                purge += unreferenced
+            committed = [
+                _commit_row(con, staged, row, exclusive=exclusive, audit=audit, rtree=self.has_rtree)
+                for staged, row, exclusive, audit in commits
+            ]
+        return committed, removed, purge
 
     def revert_commit(self, entry: Entry, audit: MutableMapping[str, Any] | None = None) -> bool:
         """Undo the commit of ``entry`` (its publication failed): forget the version.
@@ -236,15 +256,7 @@ class SQLiteCatalog(
             If the key does not exist.
         """
         with write_transaction(self.path) as con:
-            if current_pk(con, key) is None:
-                raise KeyNotFoundError(not_found(con, key))
-            removed = entries(con, _COMMITTED, (key,))
-            con.execute("DELETE FROM keys WHERE key = ?", (key,))
-            purge = retire_or_delete(con, removed, rtree=self.has_rtree)
-            if audit is not None:
-                audit.update(key=key, pointers={key: None})
-                insert_audit(con, audit)
-        return removed, purge
+            return _remove_key(con, key, audit, rtree=self.has_rtree)
 
     def remove_version(
         self, key: str, version: int, audit: MutableMapping[str, Any] | None = None
@@ -266,19 +278,7 @@ class SQLiteCatalog(
             If it is the current version (delete the key, or save a newer one first).
         """
         with write_transaction(self.path) as con:
-            found = entries(con, _COMMITTED + " AND v.version = ?", (key, version))
-            if not found:
-                raise KeyNotFoundError(f"key {key!r} has no version {version}")
-            if current_pk(con, key) == pk_of(con, found[0]):
-                raise ValueError(
-                    f"version {version} is the current version of {key!r}; delete the key "
-                    "instead, or save a newer version first"
-                )
-            purge = retire_or_delete(con, found, rtree=self.has_rtree)
-            if audit is not None:
-                audit.update(key=key, version=version, version_id=found[0].version_id)
-                insert_audit(con, audit)
-        return found[0], bool(purge)
+            return _remove_version(con, key, version, audit, rtree=self.has_rtree)
 
     def forget(self, entries: Sequence[Entry]) -> None:
         """Delete the rows of versions (not their data)."""
@@ -409,3 +409,59 @@ class SQLiteCatalog(
             found = entries(con, where, params)
         return [e for e in found if search.keep(e)]
 
+
+def _commit_row(
+    con: sqlite3.Connection, staged: StagedVersion, row: Mapping[str, Any], *, exclusive: bool,
+    audit: MutableMapping[str, Any] | None, rtree: bool,
+) -> Entry:
+    if exclusive and current_pk(con, staged.key) is not None:
+        raise KeyExistsError(exists_message(staged.key))
+    values = {c: row[c] for c in COMMIT_COLUMNS}
+    version = next_version(con, staged.key)
+    con.execute(
+        "UPDATE versions SET status = 'committed', version = ?, "  # noqa: S608
+        + ", ".join(f"{c} = ?" for c in values) + " WHERE id = ?",
+        (version, *values.values(), staged.pk),
+    )
+    con.execute("INSERT INTO manifests (version_pk, manifest) VALUES (?, ?)",
+                (staged.pk, row["manifest"]))
+    if rtree:
+        index_bbox(con, staged.pk, row)
+    set_current(con, staged.key, staged.pk)
+    if audit is not None:
+        audit.update(key=staged.key, version=version, version_id=staged.version_id,
+                     pointers={staged.key: staged.version_id})
+        insert_audit(con, audit)
+    return entries(con, "v.id = ?", (staged.pk,))[0]
+
+
+def _remove_key(
+    con: sqlite3.Connection, key: str, audit: MutableMapping[str, Any] | None, *, rtree: bool
+) -> tuple[list[Entry], list[Entry]]:
+    if current_pk(con, key) is None:
+        raise KeyNotFoundError(not_found(con, key))
+    removed = entries(con, _COMMITTED, (key,))
+    con.execute("DELETE FROM keys WHERE key = ?", (key,))
+    purge = retire_or_delete(con, removed, rtree=rtree)
+    if audit is not None:
+        audit.update(key=key, pointers={key: None})
+        insert_audit(con, audit)
+    return removed, purge
+
+
+def _remove_version(
+    con: sqlite3.Connection, key: str, version: int, audit: MutableMapping[str, Any] | None, *, rtree: bool
+) -> tuple[Entry, bool]:
+    found = entries(con, _COMMITTED + " AND v.version = ?", (key, version))
+    if not found:
+        raise KeyNotFoundError(f"key {key!r} has no version {version}")
+    if current_pk(con, key) == pk_of(con, found[0]):
+        raise ValueError(
+            f"version {version} is the current version of {key!r}; delete the key "
+            "instead, or save a newer version first"
+        )
+    purge = retire_or_delete(con, found, rtree=rtree)
+    if audit is not None:
+        audit.update(key=key, version=version, version_id=found[0].version_id)
+        insert_audit(con, audit)
+    return found[0], bool(purge)

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from memories_geo.catalog.operation_rows import (
+    OPERATION_COLUMNS,
+    epoch,
+    event_json,
+    operation_from_row,
+    operation_row,
+)
 from memories_geo.catalog.sqlite_queries import connect, transaction
 from memories_geo.operations import OperationRecord
 
 __all__ = ["SQLiteOperations"]
 
-_COLUMNS = (
-    "at", "operation", "key", "version", "tier", "format", "seconds", "bytes", "requests",
-    "outcome", "error", "detail",
-)
-
-
-def _epoch(moment: datetime) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def _record(row: tuple[Any, ...]) -> OperationRecord:
-    at, operation, key, version, tier, fmt, seconds, nbytes, requests, outcome, error, detail = row
-    return OperationRecord(
-        operation, datetime.fromtimestamp(at, UTC), seconds, outcome, key=key, version=version,
-        tier=tier, format=fmt, bytes=nbytes, requests=requests, error=error, detail=json.loads(detail),
-    )
 
 
 class SQLiteOperations:
@@ -38,17 +29,13 @@ class SQLiteOperations:
 
     def add_operations(self, records: Iterable[OperationRecord]) -> None:
         """Append operation records in one transaction."""
-        rows = [
-            (_epoch(r.at), r.operation, r.key, r.version, r.tier, r.format, float(r.seconds),
-             int(r.bytes), int(r.requests), r.outcome, r.error, json.dumps(dict(r.detail), default=str))
-            for r in records
-        ]
+        rows = [operation_row(r) for r in records]
         if not rows:
             return
         with transaction(self.path) as con:
             con.executemany(
-                f"INSERT INTO operations ({', '.join(_COLUMNS)}) "  # noqa: S608
-                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                f"INSERT INTO operations ({', '.join(OPERATION_COLUMNS)}) "  # noqa: S608
+                f"VALUES ({', '.join('?' * len(OPERATION_COLUMNS))})",
                 rows,
             )
 
@@ -61,31 +48,31 @@ class SQLiteOperations:
         params: list[Any] = []
         if since is not None:
             clauses.append("at >= ?")
-            params.append(_epoch(since))
+            params.append(epoch(since))
         if until is not None:
             clauses.append("at <= ?")
-            params.append(_epoch(until))
+            params.append(epoch(until))
         if operations is not None:
             clauses.append(f"operation IN ({', '.join('?' * len(operations))})")
             params.extend(operations)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with connect(self.path) as con:
             rows = con.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM operations{where} ORDER BY at, id", params  # noqa: S608
+                f"SELECT {', '.join(OPERATION_COLUMNS)} FROM operations{where} ORDER BY at, id", params  # noqa: S608
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [operation_from_row(row) for row in rows]
 
     def prune_operations(self, before: datetime) -> int:
         """Delete operation records started before ``before``; return how many."""
         with transaction(self.path) as con:
-            return con.execute("DELETE FROM operations WHERE at < ?", (_epoch(before),)).rowcount
+            return con.execute("DELETE FROM operations WHERE at < ?", (epoch(before),)).rowcount
 
     def add_alert_event(self, name: str, at: datetime, event: Mapping[str, Any]) -> None:
         """Keep one fired alert (``event`` is JSON-serialisable) in the alert history."""
         with transaction(self.path) as con:
             con.execute(
                 "INSERT INTO alert_events (at, name, event) VALUES (?, ?, ?)",
-                (_epoch(at), name, json.dumps(dict(event), default=str)),
+                (epoch(at), name, event_json(event)),
             )
 
     def alert_events(self, *, name: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -97,7 +84,7 @@ class SQLiteOperations:
             params.append(name)
         if since is not None:
             clauses.append("at >= ?")
-            params.append(_epoch(since))
+            params.append(epoch(since))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with connect(self.path) as con:
             rows = con.execute(f"SELECT event FROM alert_events{where} ORDER BY at, id", params).fetchall()  # noqa: S608

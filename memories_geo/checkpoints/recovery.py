@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.audit_log import read_journal, replay
+from memories_geo.awaitable import awaitable_when_in_loop
 from memories_geo.backends.base import Capability, redact_url
-from memories_geo.catalog import Catalog, CheckpointRow, sqlite_path, utc_now
+from memories_geo.catalog import (
+    CheckpointRow,
+    is_postgres_url,
+    open_catalog,
+    set_aside_catalog,
+    sqlite_path,
+    utc_now,
+)
 from memories_geo.checkpoints.info import CheckpointInfo, CheckpointList
 from memories_geo.checkpoints.manager import CheckpointManager, Validate
 from memories_geo.checkpoints.manifests import id_time, read_manifests
@@ -145,6 +153,7 @@ class RecoveryManager:
                                redact_text(str(exc)))
         return found
 
+    @awaitable_when_in_loop
     def list_checkpoints(self) -> CheckpointList:
         """Checkpoints found as manifests on the stores (works without a catalog), newest first.
 
@@ -183,8 +192,12 @@ class RecoveryManager:
 
     # -- restoring ------------------------------------------------------------------------
 
-    def recover_from_checkpoint(self, ref: str, *, validate: Validate = True) -> CheckpointInfo:
+    def _recover_from_checkpoint(
+        self, ref: str | None = None, *, checkpoint_id: str | None = None, validate: Validate = True
+    ) -> CheckpointInfo:
         """Restore one checkpoint (id, name or ``"latest"``), even one the catalog lost.
+
+        ``checkpoint_id=`` is the original API's name of ``ref``.
 
         A checkpoint the catalog does not know is registered from its manifest, and
         versions that fail validation are repaired from the backup store when possible.
@@ -196,6 +209,9 @@ class RecoveryManager:
         ChecksumMismatchError
             It fails validation (nothing is changed).
         """
+        if (ref is None) == (checkpoint_id is None):
+            raise TypeError("recover_from_checkpoint() takes the checkpoint once: ref or checkpoint_id=")
+        ref = str(ref if ref is not None else checkpoint_id)
         manifests = self._manifests()
         known = {cp.id for cp in self.versions.catalog.checkpoints()}
         by_ref = [m for m in manifests.values() if ref in (m["id"], m["name"])]
@@ -209,6 +225,10 @@ class RecoveryManager:
             ref = manifest["id"]
         return self.checkpoints.restore(ref, validate=validate)
 
+    #: Awaitable from a running event loop, as the original API awaited it.
+    recover_from_checkpoint = awaitable_when_in_loop(_recover_from_checkpoint)
+
+    @awaitable_when_in_loop
     def recover_latest(self, *, validate: Validate = True) -> CheckpointInfo:
         """Restore the newest checkpoint that verifies, trying up to ``max_attempts`` of them.
 
@@ -229,7 +249,7 @@ class RecoveryManager:
                 problems.append(f"gave up after {self.timeout:g} s")
                 break
             try:
-                info = self.recover_from_checkpoint(cp.id, validate=validate)
+                info = self._recover_from_checkpoint(cp.id, validate=validate)
             except ChecksumMismatchError as exc:
                 problems += [f"{cp.name} ({cp.id}): {p}" for p in exc.problems]
                 continue
@@ -267,18 +287,20 @@ class RecoveryManager:
             ``versions`` imported, ``keys`` restored, ``checkpoints`` registered,
             ``unverifiable`` versions skipped (with reasons), ``moved_aside`` path or None.
         """
-        path = sqlite_path(self.config.catalog)
-        moved = None
-        healthy = path.exists()
+        path = None if is_postgres_url(self.config.catalog) else sqlite_path(self.config.catalog)
+        moved: Path | str | None = None
+        healthy = path is None or path.exists()
         if healthy:
             try:
-                Catalog(path).check()
+                open_catalog(self.config.catalog).check()
             except CatalogCorruptError:
                 healthy = False
         if healthy and not force:
             return {"versions": 0, "keys": 0, "checkpoints": 0, "unverifiable": [], "moved_aside": None}
-        if path.exists():
-            stamp = utc_now().replace(":", "").replace("-", "")
+        stamp = utc_now().replace(":", "").replace("-", "")
+        if path is None:
+            moved = set_aside_catalog(self.config.catalog, f"corrupt_{stamp}")
+        elif path.exists():
             moved = path.with_name(f"{path.name}.corrupt-{stamp}")
             for suffix in ("", "-wal", "-shm"):
                 side = Path(str(path) + suffix)

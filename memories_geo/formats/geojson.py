@@ -4,8 +4,9 @@ What is written follows RFC 7946: coordinates in EPSG:4326 longitude/latitude
 (other CRSs are reprojected; the original CRS is kept in the catalog's
 ``object_info`` so ``open(key, crs="original")`` can return it), no ``crs`` member,
 polygon exteriors counter-clockwise and holes clockwise (right-hand rule).
-Writing and reading go through pyogrio (GDAL's GeoJSON driver), with 17
-significant digits unless ``precision=`` asks for fewer decimals.
+Writing and reading go through pyogrio (GDAL's GeoJSON driver); geometries are
+written in the shortest form that reads back as the same doubles unless
+``precision=`` asks for fewer decimals.
 
 GeoJSON has no types beyond string, number, boolean and null, so the pandas dtypes,
 index and geometry column name are recorded in ``object_info`` and restored on
@@ -58,11 +59,12 @@ class GeoJSONFormat(FileFormat):
     Write options (``save(..., format="geojson", **options)``):
 
     - ``compress=False``: gzip the file (level from the tier's compression).
-    - ``precision=None``: decimal digits of coordinates; ``None`` writes 17
-      significant digits, enough for every double to read back unchanged.
-    - ``validate=False``: refuse invalid geometries with
+    - ``precision=None``: decimal digits of coordinates; ``None`` writes each
+      coordinate in the shortest form that reads back unchanged.
+    - ``validate=False``: ``True`` refuses invalid geometries with
       :class:`~memories_geo.errors.UnsupportedObjectError` listing them (row label
-      and shapely's reason) instead of writing them.
+      and shapely's reason) instead of writing them; ``"make_valid"`` repairs them
+      (``GeoSeries.make_valid``) before writing.
 
     Examples
     --------
@@ -80,8 +82,8 @@ class GeoJSONFormat(FileFormat):
     }
     write_options: ClassVar[Mapping[str, str]] = {
         "compress": "gzip the file (.geojson.gz), at the tier's compression level",
-        "precision": "decimal places of coordinates (default: 17 significant digits)",
-        "validate": "refuse invalid geometries, naming the rows",
+        "precision": "decimal places of coordinates (default: exact, shortest form)",
+        "validate": "True: refuse invalid geometries, naming the rows; 'make_valid': repair them",
     }
 
     def can_store(self, obj: Any) -> bool:
@@ -131,7 +133,13 @@ class GeoJSONFormat(FileFormat):
         frame, info = as_frame(obj, self.name)
         frame = with_crs(frame, options.crs, kind=info["type"])
         refuse_other_geometries(frame)
-        if options.extra.get("validate", False):
+        validate = options.extra.get("validate", False)
+        if validate == "make_valid":
+            frame = frame.copy()
+            frame[frame.geometry.name] = frame.geometry.make_valid()
+        elif validate not in (False, None, True):
+            raise OptionError(f"validate must be False, True or 'make_valid', got {validate!r}")
+        elif validate:
             raise_for_invalid(frame.geometry)
         stored, layout = _to_rfc7946(frame)
         refuse_json_changed_columns(stored, layout)
@@ -251,7 +259,29 @@ def _encode(stored: gpd.GeoDataFrame, precision: int | None) -> bytes:
         warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
         warnings.filterwarnings("ignore", message="NaN of Infinity value found", category=RuntimeWarning)
         pyogrio.write_dataframe(plain, buffer, driver="GeoJSON", layer_options=options)
-    return buffer.getvalue()
+    if precision is not None:
+        return buffer.getvalue()
+    return _exact_coordinates(buffer.getvalue(), stored)
+
+
+def _exact_coordinates(encoded: bytes, stored: gpd.GeoDataFrame) -> bytes:
+    """``encoded`` with every geometry written as Python writes floats (the shortest exact form).
+
+    GDAL's writer rounds away digits it takes for noise (``-16.639150000000004`` becomes
+    ``-16.63915``) even with ``SIGNIFICANT_FIGURES=17``, so coordinates would not read
+    back unchanged.
+    """
+    from shapely.geometry import mapping
+
+    document = json.loads(encoded)
+    features = document.get("features", [])
+    geometries = stored.geometry
+    if len(features) != len(geometries):
+        raise FormatError(f"GeoJSON writer wrote {len(features)} features for {len(geometries)} rows")
+    for feature, geometry in zip(features, geometries, strict=True):
+        if geometry is not None and not geometry.is_empty:
+            feature["geometry"] = mapping(geometry)
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _read(

@@ -60,6 +60,7 @@ _BUILTIN: dict[str, _Spec] = {
         "memories_geo.formats.timescaledb:TimescaleDBFormat", ("psycopg", "psycopg_pool"),
         "memories-geo[postgis]",
     ),
+    "spatialite": _Spec("memories_geo.formats.spatialite:SpatiaLiteFormat", ("pyarrow",)),
 }
 
 _registered: dict[str, _Spec] = {}

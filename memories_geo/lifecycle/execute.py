@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from memories_geo.catalog import is_postgres_url
 from memories_geo.errors import KeyNotFoundError, OptionError
 from memories_geo.events import emit
 from memories_geo.formats.registry import get_format
@@ -143,27 +144,27 @@ def migration_jobs(storage: Any) -> list[MigrationStatus]:
 @overload
 def execute_migration(
     storage: Any, job: MigrationJob | str, *, dry_run: Literal[False] = ..., max_workers: int = ...,
-    distributed: bool = ...,
+    distributed: bool | None = ...,
 ) -> MigrationStatus: ...
 
 
 @overload
 def execute_migration(
     storage: Any, job: MigrationJob | str, *, dry_run: Literal[True], max_workers: int = ...,
-    distributed: bool = ...,
+    distributed: bool | None = ...,
 ) -> MigrationPlan: ...
 
 
 @overload
 def execute_migration(
     storage: Any, job: MigrationJob | str, *, dry_run: bool, max_workers: int = ...,
-    distributed: bool = ...,
+    distributed: bool | None = ...,
 ) -> MigrationStatus | MigrationPlan: ...
 
 
 def execute_migration(
     storage: Any, job: MigrationJob | str, *, dry_run: bool = False, max_workers: int = 4,
-    distributed: bool = False,
+    distributed: bool | None = None,
 ) -> MigrationStatus | MigrationPlan:
     """Migrate the keys ``job`` selects; resumable, verified, in parallel, under a progress bar.
 
@@ -177,10 +178,13 @@ def execute_migration(
         Return the :class:`MigrationPlan` (keys, bytes, estimated time) and change nothing.
     max_workers : int
         Keys migrated at once (threads).
-    distributed : bool
-        Fan the keys out over the active ``dask.distributed`` client instead, one task
-        per key. Its workers must reach the catalog (a SQLite catalog: workers on this
-        machine, e.g. a ``LocalCluster``) and the tiers.
+    distributed : bool, optional
+        ``True``: fan the keys out over the active ``dask.distributed`` client, one task
+        per key. Each task opens the collection on its worker, so the workers must
+        reach the catalog (a SQLite catalog: workers on this machine, e.g. a
+        ``LocalCluster``) and the tiers. ``False``: threads. ``None`` (default): the
+        active client when there is one and the catalog is shared (PostgreSQL), else
+        threads.
 
     Returns
     -------
@@ -214,7 +218,9 @@ def execute_migration(
     job = _job_of(store, job)
     if dry_run:
         return plan_migration(store, job)
-    client = active_client() if distributed else None
+    client = active_client() if distributed or distributed is None else None
+    if distributed is None and not is_postgres_url(str(store.config.catalog)):
+        client = None
     if distributed and client is None:
         raise OptionError("distributed=True needs an active dask.distributed client "
                           "(distributed.Client(...)); leave it out to migrate in threads")

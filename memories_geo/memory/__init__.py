@@ -12,6 +12,7 @@ from memories_geo.entry import Entry, EntryList, entries_to_frame
 from memories_geo.errors import OptionError
 from memories_geo.keys import validate_key
 from memories_geo.memory.lifecycle import LifecycleMixin
+from memories_geo.memory.observed import ObservedMixin
 from memories_geo.monitor.records import OperationLog
 from memories_geo.provenance import attach_source, source_of, without_source
 from memories_geo.query import iso_utc, normalize_bbox, normalize_time
@@ -24,13 +25,13 @@ if TYPE_CHECKING:
 
     from memories_geo.catalog import Catalog
     from memories_geo.checkpoints import CheckpointManager
-    from memories_geo.monitor.plot import MemoryPlots
     from memories_geo.monitor.storage_monitor import StorageMonitor
     from memories_geo.resolve import TierRouter
+    from memories_geo.versions.transaction import Transaction
 
 __all__ = ["Memory"]
 
-class Memory(LifecycleMixin):
+class Memory(ObservedMixin, LifecycleMixin):
     """A collection of stored geospatial objects.
 
     Parameters
@@ -79,32 +80,6 @@ class Memory(LifecycleMixin):
         )
         self._monitor: StorageMonitor | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled without its operation log and monitor (a dask worker records nothing)."""
-        state = dict(self.__dict__)
-        state.pop("operation_log", None)
-        state["_monitor"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.operation_log = OperationLog(self.version_store.catalog, self.version_store.meter, persist=False)
-
-    @property
-    def monitor(self) -> StorageMonitor:
-        """Usage per tier, performance metrics from the operation records, and alerts.
-
-        Examples
-        --------
-        >>> mem.monitor.get_storage_usage()["hot"].used_bytes  # doctest: +SKIP
-        >>> mem.monitor.get_performance_metrics("24 hours").read_latency  # doctest: +SKIP
-        """
-        if self._monitor is None:
-            from memories_geo.monitor.storage_monitor import StorageMonitor
-
-            self._monitor = StorageMonitor(self)
-        return self._monitor
-
     @property
     def read_only(self) -> bool:
         """Whether this collection refuses changes."""
@@ -137,6 +112,7 @@ class Memory(LifecycleMixin):
         attrs: Mapping[str, Any] | None = None,
         tags: Sequence[str] = (),
         compute: bool = True,
+        storage: Any = None,
         **format_kwargs: Any,
     ) -> Any:
         """Store ``obj`` under ``key`` as a new immutable version and return its entry.
@@ -180,8 +156,13 @@ class Memory(LifecycleMixin):
             ``False`` returns a ``dask.delayed`` object instead: computing it (on
             the active dask scheduler or ``distributed`` client) writes the data
             chunk by chunk, then verifies and commits, and returns the entry.
+        storage : format storage object, optional
+            ``COGStorage(...)``, ``ZarrStorage(...)``... (:mod:`memories_geo.storage`):
+            its format and options, below the keywords given here (a ``format=``
+            naming another format is an :class:`~memories_geo.errors.OptionError`).
         **format_kwargs
-            Passed to the format's writer.
+            Passed to the format's writer (over ``storage``'s options, which are over
+            the tier's ``format_options``).
 
         Returns
         -------
@@ -205,8 +186,30 @@ class Memory(LifecycleMixin):
             without_source(obj), key, tier=tier, format=format, mode=mode, crs=crs, encoding=encoding,
             append_dim=append_dim, compression=compression, compute=compute,
             source_key=source["key"] if source is not None else None, format_options=format_kwargs,
+            storage=storage,
         )
         return self.version_store.save(without_source(obj), plan, attrs=attrs, tags=tags)
+
+    def transaction(self) -> Transaction:
+        """Group saves and deletions, across formats and tiers, into one all-or-nothing commit.
+
+        Each ``tx.save`` (the keywords of :meth:`save`) writes and verifies at once;
+        at the end of the ``with`` block one catalog transaction makes every version
+        current and applies every ``tx.delete``, or, after an exception, nothing is
+        kept. Reads through this memory see the committed state until then. See
+        :class:`~memories_geo.versions.transaction.Transaction` and
+        ``docs/transactions.md``.
+
+        Examples
+        --------
+        >>> with mem.transaction() as tx:  # doctest: +SKIP
+        ...     tx.save(ds, "cube")
+        ...     tx.save(gdf, "fields")
+        ...     tx.delete("old")
+        """
+        from memories_geo.versions.transaction import Transaction
+
+        return Transaction(self.version_store, self.resolver)
 
     @property
     def checkpoints(self) -> CheckpointManager:
@@ -469,34 +472,6 @@ class Memory(LifecycleMixin):
     def __repr__(self) -> str:
         tiers = ", ".join(f"{n}={redact_url(self.tiers.tier_config(n).url)}" for n in self.tiers.names)
         return f"Memory(catalog={str(self.catalog.path)!r}, tiers: {tiers})"
-
-    def _repr_html_(self) -> str:
-        from memories_geo.monitor.usage import usage_html
-
-        current = self.catalog.current_entries()
-        usage = list(self.monitor.get_storage_usage().values())
-        return usage_html(
-            usage,
-            urls={u.tier: redact_url(self.tiers.tier_config(u.tier).url) for u in usage
-                  if u.tier in self.tiers.names},
-            location=str(self.catalog.path),
-            default_tier=self.config.default_tier,
-            boxes=[(e.bbox, e.tier, f"{e.key} v{e.version}") for e in current if e.bbox is not None],
-            text=repr(self),
-        )
-
-    @property
-    def plot(self) -> MemoryPlots:
-        """Plots of this collection (matplotlib): ``plot.usage()`` and ``plot.footprints()``.
-
-        Examples
-        --------
-        >>> mem.plot.usage()  # doctest: +SKIP
-        >>> mem.plot.footprints(key="era5/*")  # doctest: +SKIP
-        """
-        from memories_geo.monitor.plot import MemoryPlots
-
-        return MemoryPlots(self.catalog, self.tiers.names, log=self.operation_log)
 
     # -- awaitable twins (the work runs in a worker thread; the event loop keeps going) -----
 

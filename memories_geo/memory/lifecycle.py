@@ -25,7 +25,7 @@ class LifecycleMixin:
         return self.version_store.catalog.get(validate_key(key), version)
 
     def request_restore(
-        self, key: str, *, days: int = 7, tier: str = "standard", version: int | None = None
+        self, key: str, *, days: int = 7, tier: str | None = None, version: int | None = None
     ) -> RestoreStatus:
         """Ask the store to restore an archived version (S3 Glacier, Azure archive) for ``days``.
 
@@ -34,8 +34,9 @@ class LifecycleMixin:
         key : str
         days : int
             How long the restored copy stays readable.
-        tier : {"standard", "bulk", "expedited"}
-            The store's restore speed (and price).
+        tier : {"standard", "bulk", "expedited"}, optional
+            The store's restore speed (and price). Default: the speed the tier's
+            ``retrieval_time`` calls for, else ``"standard"``.
         version : int, optional
             Default: the current version.
 
@@ -66,18 +67,18 @@ class LifecycleMixin:
     @overload
     def execute_migration(
         self, job: MigrationJob | str, *, dry_run: Literal[False] = ..., max_workers: int = ...,
-        distributed: bool = ...,
+        distributed: bool | None = ...,
     ) -> MigrationStatus: ...
 
     @overload
     def execute_migration(
         self, job: MigrationJob | str, *, dry_run: Literal[True], max_workers: int = ...,
-        distributed: bool = ...,
+        distributed: bool | None = ...,
     ) -> MigrationPlan: ...
 
     def execute_migration(
         self, job: MigrationJob | str, *, dry_run: bool = False, max_workers: int = 4,
-        distributed: bool = False,
+        distributed: bool | None = None,
     ) -> MigrationStatus | MigrationPlan:
         """Migrate the keys ``job`` selects between tiers: verified, resumable, in parallel.
 
@@ -89,8 +90,9 @@ class LifecycleMixin:
             Return the plan (keys, bytes, estimated time) and change nothing.
         max_workers : int
             Keys migrated at once.
-        distributed : bool
-            Fan the keys out over the active ``dask.distributed`` client.
+        distributed : bool or None
+            Fan the keys out over the active ``dask.distributed`` client (``None``: when
+            there is one and the catalog is shared, i.e. PostgreSQL, so workers can reach it).
 
         Returns
         -------

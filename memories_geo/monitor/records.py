@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from memories_geo.catalog.operation_rows import OPERATION_COLUMNS
 from memories_geo.operations import OperationMeter, OperationRecord
 
 if TYPE_CHECKING:
@@ -35,10 +36,7 @@ FLUSH_SECONDS = 5.0
 #: How long operation records are kept by default.
 KEEP = timedelta(days=30)
 #: Columns of :func:`records_frame` (and of the catalog's ``operations`` table).
-RECORD_COLUMNS = (
-    "at", "operation", "key", "version", "tier", "format", "seconds", "bytes", "requests",
-    "outcome", "error", "detail",
-)
+RECORD_COLUMNS = OPERATION_COLUMNS
 _open_logs: weakref.WeakSet[OperationLog] = weakref.WeakSet()
 
 

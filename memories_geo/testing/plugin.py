@@ -42,6 +42,7 @@ __all__ = [
     "gcs_service",
     "postgres_dsn",
     "postgres_service",
+    "redis_service",
     "s3_service",
     "start_or_skip",
     "timescaledb_dsn",
@@ -81,6 +82,16 @@ def postgres_service() -> Iterator[Any]:
 def s3_service() -> Iterator[Any]:
     """Moto S3 server; ``.url`` is ``s3://bucket``, ``.options`` the s3fs storage_options."""
     yield from _run("start_moto")
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[Any]:
+    """Redis (``redis-server``, ``allkeys-lru``, 64 MB); ``.url`` is ``redis://127.0.0.1:PORT/0``."""
+    from memories_geo.testing.redis_service import start_redis
+
+    service = start_or_skip(start_redis)
+    yield service
+    service.stop()
 
 
 @pytest.fixture(scope="session")

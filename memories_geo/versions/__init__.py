@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.audit_log import new_record, read_journal, write_journal
 from memories_geo.backends.base import Capability, Location, require
-from memories_geo.catalog import Catalog, StagedVersion
+from memories_geo.catalog import Catalog, StagedVersion, open_catalog
 from memories_geo.config import StorageConfig, redact_text
 from memories_geo.errors import MemoriesError, ReadOnlyError, TierUnavailableError
 from memories_geo.events import emit
@@ -42,6 +42,7 @@ from memories_geo.versions.archive import (
     restore_status,
 )
 from memories_geo.versions.commit import Commit
+from memories_geo.versions.fanout import is_abandoned, is_dask_backed, verify_versions
 from memories_geo.versions.orphans import STAGED_GRACE, staged_writer_gone, writer_gone
 from memories_geo.versions.quota import check_quota, estimated_size
 
@@ -79,7 +80,7 @@ class VersionStore:
         self, config: StorageConfig, catalog: Catalog | None = None, *, read_only: bool = False
     ) -> None:
         self.config = config
-        self.catalog = catalog if catalog is not None else Catalog(config.catalog)
+        self.catalog = catalog if catalog is not None else open_catalog(config.catalog)
         self.tiers = TierRouter(config)
         self.read_only = read_only
         #: Times every operation for the monitor (measures nothing until a sink is added).
@@ -198,21 +199,22 @@ class VersionStore:
         emit("save.staged", key=plan.key, tier=plan.tier, format=plan.format.name, path=plan.path)
         exclusive = plan.mode == "w-"
         commit = Commit(self, plan.format, location, staged, dict(attrs or {}), tuple(tags), exclusive)
+        lazy = is_dask_backed(obj)
         try:
-            result = plan.format.write(obj, location, plan.options)
+            result = plan.format.write(obj, location, replace(plan.options, compute=False) if lazy
+                                       else plan.options)
         except BaseException as exc:
             commit.fail(exc)
         if result.pending is None:
             emit("save.written", key=plan.key, tier=plan.tier, format=plan.format.name,
                  bytes=result.size_bytes)
             measured.requests = len(result.manifest.files) + 1
-        if plan.options.compute:
-            return commit(result)
-        import dask
+            if plan.options.compute:
+                return commit(result)
+        from memories_geo.versions.distributed import pending_save
 
-        if result.pending is None:
-            return dask.delayed(commit, pure=False)(result)
-        return dask.delayed(commit.after_pending, pure=False)(result.pending, result)
+        pending = pending_save(commit, result, location, nbytes=estimated_size(obj))
+        return pending.compute() if plan.options.compute else pending
 
     def publish(self, entry: Entry) -> None:
         """Let a format that keeps a stable name (a database view) point it at ``entry``.
@@ -298,7 +300,7 @@ class VersionStore:
         """Give a written version its tier's storage class and retention (before its commit)."""
         apply_tier_policies(self, location, tier)
 
-    def request_restore(self, entry: Entry, *, days: int = 7, tier: str = "standard") -> RestoreStatus:
+    def request_restore(self, entry: Entry, *, days: int = 7, tier: str | None = None) -> RestoreStatus:
         """Ask the store to restore an archived version for ``days`` (see :mod:`.archive`)."""
         return request_restore(self, entry, days=days, tier=tier)
 
@@ -412,14 +414,8 @@ class VersionStore:
         recorded = self.catalog.stat_fingerprints([e.version_id for e in entries]) if quick else {}
         total = sum(e.size_bytes for e in entries)
         with progress_bar(total, f"verify {len(entries)} version(s)") as bar:
-
-            def check(entry: Entry) -> list[str]:
-                found = self.verify_entry(entry, quick=quick, recorded=recorded.get(entry.version_id))
-                bar.update(entry.size_bytes)
-                return found
-
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                found = dict(zip([e.version_id for e in entries], pool.map(check, entries), strict=True))
+            found = verify_versions(self, entries, quick=quick, recorded=recorded,
+                                    on_done=lambda entry: bar.update(entry.size_bytes))
         logger.debug("checked %d version(s) (%d bytes, quick=%s): %d with problems", len(entries), total,
                      quick, sum(1 for f in found.values() if f))
         return found
@@ -431,13 +427,14 @@ class VersionStore:
         if quick and files:
             recorded = recorded or self.catalog.stat_fingerprint(entry.version_id)
             try:
-                if recorded is not None and stat_fingerprint(location.fs, location.full_path) == recorded:
+                store_fs = location.store_fs
+                if recorded is not None and stat_fingerprint(store_fs, location.full_path) == recorded:
                     return []
             except FileNotFoundError:
                 return [f"{entry.key} v{entry.version}: {location.url}: missing"]
         manifest = self.catalog.manifest(entry)
         if files:
-            found, stat = verify_manifest_stat(location.fs, location.full_path, manifest)
+            found, stat = verify_manifest_stat(location.store_fs, location.full_path, manifest)
             if not found:
                 self.catalog.set_stat_fingerprint(entry.version_id, stat)
         else:
@@ -465,7 +462,7 @@ class VersionStore:
         self.check_writable("recover")
         removed = []
         for staged in self.catalog.staged_versions():
-            if not staged_writer_gone(staged, grace):
+            if not (staged_writer_gone(staged, grace) or is_abandoned(staged.version_id)):
                 continue
             location = self.location(staged)
             self.delete_stored(get_format(staged.format), location)

@@ -137,13 +137,14 @@ def raise_if_archived(store: VersionStore, entry: Entry, exc: BaseException) -> 
 
 
 def request_restore(
-    store: VersionStore, entry: Entry, *, days: int = 7, tier: str = "standard"
+    store: VersionStore, entry: Entry, *, days: int = 7, tier: str | None = None
 ) -> RestoreStatus:
     """Ask the store to restore an archived version for ``days``; return its status."""
     store.check_writable(f"restoring {entry.key!r} from the archive")
     backend = store.tiers.backend(entry.tier)
     if Capability.RESTORE not in backend.capabilities:
         return RestoreStatus(entry.key, entry.version, entry.tier, "online")
+    tier = tier or store.tiers.tier_config(entry.tier).restore_tier or "standard"
     backend.request_restore(entry.path, days=days, tier=tier)  # type: ignore[attr-defined]
     found = backend.archive_state(entry.path)  # type: ignore[attr-defined]
     record = store.catalog.record_restore(entry.version_id, found.state, requested=True, days=days,

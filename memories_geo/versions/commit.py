@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from memories_geo.backends.base import Location
     from memories_geo.entry import Entry
     from memories_geo.formats.base import Format, WriteResult
+    from memories_geo.integrity import Manifest
 
 __all__ = ["Commit", "CommitTarget", "library_error"]
 
@@ -58,20 +59,8 @@ class Commit:
     def __call__(self, result: WriteResult) -> Entry:
         """Record and commit a finished write; return the new current entry."""
         record = new_record("save", key=self.staged.key, detail=f"{self.fmt.name} on {self.staged.tier}")
+        row = self.prepare(result)
         try:
-            if not result.manifest.files:
-                raise FormatError(f"format {self.fmt.name!r} wrote nothing for {self.staged.key!r}")
-            self.store.check_quota(
-                self.staged.tier, result.manifest.size_bytes, what=f"saving {self.staged.key!r}"
-            )
-            self.store.apply_tier_policies(self.location, self.staged.tier)
-            row = version_row(
-                self.staged, uri=self.location.url, footprint=result.footprint,
-                manifest=result.manifest, object_info=result.object_info,
-                attrs=self.attrs, tags=self.tags,
-            )
-            write_record(self.location.backend, self.location.path, row)
-            emit("save.verified", key=self.staged.key, tier=self.staged.tier)
             entry = self.store.catalog.commit(self.staged, row, exclusive=self.exclusive, audit=record)
         except BaseException as exc:
             self.fail(exc)
@@ -87,12 +76,36 @@ class Commit:
                     entry.tier, entry.size_bytes)
         return entry
 
-    def after_pending(self, _: Any, result: WriteResult) -> Entry:
-        """Run once the pending write has been computed."""
+    def prepare(self, result: WriteResult) -> dict[str, Any]:
+        """Check, apply tier policies to and record a finished write; return its catalog row.
+
+        Nothing becomes current: :meth:`__call__` commits the row alone, a
+        transaction (:mod:`memories_geo.versions.transaction`) with others. A failure
+        removes what was staged (:meth:`fail`).
+        """
         try:
-            manifest = self.fmt.manifest(self.location)
+            if not result.manifest.files:
+                raise FormatError(f"format {self.fmt.name!r} wrote nothing for {self.staged.key!r}")
+            self.store.check_quota(
+                self.staged.tier, result.manifest.size_bytes, what=f"saving {self.staged.key!r}"
+            )
+            self.store.apply_tier_policies(self.location, self.staged.tier)
+            row = version_row(
+                self.staged, uri=self.location.url, footprint=result.footprint,
+                manifest=result.manifest, object_info=result.object_info,
+                attrs=self.attrs, tags=self.tags,
+            )
+            write_record(self.location.backend, self.location.path, row)
+            emit("save.verified", key=self.staged.key, tier=self.staged.tier)
         except BaseException as exc:
             self.fail(exc)
+        return row
+
+    def after_pending(self, manifest: Manifest, result: WriteResult) -> Entry:
+        """Commit a write run by dask, from the ``manifest`` assembled from what its tasks reported.
+
+        Runs in the process that saved (the client of a cluster), against its catalog.
+        """
         emit("save.written", key=self.staged.key, tier=self.staged.tier, format=self.fmt.name,
              bytes=manifest.size_bytes)
         return self(replace(result, manifest=manifest, pending=None))
@@ -107,6 +120,9 @@ class Commit:
         try:
             self.store.abandon(self.fmt, self.location, self.staged)
         except Exception as cleanup:
+            from memories_geo.versions.fanout import mark_abandoned
+
+            mark_abandoned(self.staged.version_id)
             note = (f"clean-up of the staged version failed too ({type(cleanup).__name__}); "
                     "recover() removes it")
             logger.warning("%s: %s", note, redact_text(str(cleanup)))

@@ -194,7 +194,7 @@ def move_version(
     try:
         copied = 0
         there = resumed and dest.backend.exists(entry.path)
-        if not there or verify_manifest(dest.fs, dest.full_path, manifest):
+        if not there or verify_manifest(dest.store_fs, dest.full_path, manifest):
             wrote = True
             if there:
                 dest.backend.remove(entry.path)

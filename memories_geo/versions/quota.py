@@ -28,7 +28,10 @@ def estimated_size(obj: Any) -> int:
     >>> estimated_size(xr.Dataset({"a": ("x", np.zeros(10))}))
     80
     """
-    nbytes = getattr(obj, "nbytes", None)
+    try:
+        nbytes = getattr(obj, "nbytes", None)
+    except NotImplementedError:
+        return 0
     if isinstance(nbytes, int | float) and not hasattr(obj, "memory_usage"):
         return int(nbytes)
     memory_usage = getattr(obj, "memory_usage", None)

@@ -58,8 +58,11 @@ class COGFormat(FileFormat):
 
     Write options (keywords of ``save``): ``blocksize=`` (tile size, multiple of
     16, default 512), ``overview_resampling=`` (default ``"nearest"`` for
-    integers and booleans, ``"average"`` for floats) and ``temp_dir=`` (where
-    dask-backed arrays are staged, default the system temporary directory).
+    integers and booleans, ``"average"`` for floats), ``temp_dir=`` (where
+    dask-backed arrays are staged, default the system temporary directory),
+    ``compression=`` (a GDAL codec such as ``"DEFLATE"`` instead of the tier
+    level's), ``compression_level=``, ``predictor=`` (1, 2 or 3) and
+    ``overviews=False`` (no overviews).
 
     Open options (keywords of ``open``, besides ``bbox=``, ``bbox_crs=`` and
     ``time=``): ``chunks=`` and ``overview_level=``, see :attr:`open_options`.
@@ -81,6 +84,10 @@ class COGFormat(FileFormat):
         "blocksize": "internal tile size in pixels (a multiple of 16, default 512)",
         "overview_resampling": "GDAL resampling for the overviews (default: by dtype)",
         "temp_dir": "local folder for staging files written to a remote tier",
+        "compression": "GDAL codec instead of the tier level's: DEFLATE, ZSTD, LZW, LZMA, PACKBITS or NONE",
+        "compression_level": "LEVEL of the codec (DEFLATE 1-12, ZSTD 1-22, LZMA 0-9)",
+        "predictor": "1 (none), 2 (horizontal) or 3 (floating point); default by data type",
+        "overviews": "build internal overviews (default True)",
     }
 
     def default_priority(self, obj: Any) -> int:

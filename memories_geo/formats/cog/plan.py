@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from memories_geo._jsonvalue import encode_value
 from memories_geo.crs import assign_crs, grid_mapping_name, xarray_crs
-from memories_geo.errors import FormatError, UnsupportedObjectError
+from memories_geo.errors import FormatError, OptionError, UnsupportedObjectError
 from memories_geo.footprint import Footprint, raster_footprint
 from memories_geo.formats.base import WriteOptions
 from memories_geo.formats.cog.info import (
@@ -45,7 +45,10 @@ if TYPE_CHECKING:
 __all__ = ["WRITE_OPTIONS", "Plan", "Step", "overview_factors", "plan_write"]
 
 #: Format-specific keywords of ``save``.
-WRITE_OPTIONS = ("blocksize", "overview_resampling", "temp_dir")
+WRITE_OPTIONS = (
+    "blocksize", "overview_resampling", "temp_dir", "compression", "compression_level", "predictor",
+    "overviews",
+)
 
 #: dtypes GDAL cannot store, and what they are stored as (restored on open).
 _STORAGE_DTYPES = {"bool": "uint8", "float16": "float32"}
@@ -123,6 +126,9 @@ def plan_write(obj: Any, location: Location, options: WriteOptions) -> Plan:
     if unknown:
         raise FormatError(f"unknown options {unknown} for the cog format; supported: {list(WRITE_OPTIONS)}")
     blocksize = check_blocksize(extra.get("blocksize", DEFAULT_BLOCKSIZE))
+    overviews = extra.get("overviews", True)
+    if not isinstance(overviews, bool):
+        raise OptionError(f"overviews must be True or False, got {overviews!r}")
 
     obj = assign_crs(obj, options.crs)
     da, info = _as_dataarray(obj)
@@ -191,8 +197,12 @@ def plan_write(obj: Any, location: Location, options: WriteOptions) -> Plan:
         ]
     return Plan(
         steps=steps,
-        creation_options=cog_creation_options(options.compression, storage_dtype, blocksize=blocksize),
-        factors=overview_factors(width, height, blocksize),
+        creation_options=cog_creation_options(
+            options.compression, storage_dtype, blocksize=blocksize, codec=extra.get("compression"),
+            codec_level=extra.get("compression_level"), predictor=extra.get("predictor"),
+            overviews=overviews,
+        ),
+        factors=overview_factors(width, height, blocksize) if overviews else [],
         resampling=resampling,
         footprint=raster_footprint(obj, crs=crs),
         info=info,

@@ -34,8 +34,8 @@ from memories_geo.backends.base import Capability
 from memories_geo.errors import UnsupportedObjectError
 from memories_geo.footprint import vector_footprint
 from memories_geo.formats._vector import as_frame, check_series_request, series_name, with_crs
-from memories_geo.formats.base import FileFormat, PreparedWrite, WriteOptions
-from memories_geo.formats.geoparquet.checks import check_arrow_columns, check_layout_options
+from memories_geo.formats.base import FileFormat, PreparedWrite, WriteOptions, WriteResult
+from memories_geo.formats.geoparquet.checks import check_arrow_columns, check_codec, check_layout_options
 from memories_geo.formats.geoparquet.hilbert import HILBERT_LEVEL, hilbert_key, hilbert_order
 from memories_geo.formats.geoparquet.metadata import (
     COVERING_COLUMN,
@@ -45,8 +45,10 @@ from memories_geo.formats.geoparquet.metadata import (
     geo_metadata,
     layout_metadata,
 )
+from memories_geo.formats.geoparquet.partitions import is_dask_frame, write_partitions
 from memories_geo.formats.geoparquet.read import read_geoparquet, time_column
 from memories_geo.formats.geoparquet.write import (
+    OBJECT_STORE_ROW_GROUP_SIZE,
     PARQUET_COMPRESSION,
     ROW_GROUP_SIZE,
     ROW_ORDER_COLUMN,
@@ -117,11 +119,30 @@ class GeoParquetFormat(FileFormat):
         "page_size": "alias of data_page_size",
         "use_dictionary": "dictionary-encode columns (pyarrow's use_dictionary)",
         "write_statistics": "write column statistics (pyarrow's write_statistics)",
+        "compression": "Parquet codec instead of the tier level's: snappy, zstd, gzip, brotli, lz4, none",
+        "compression_level": "level of the codec (zstd, gzip, brotli)",
     }
 
     def can_store(self, obj: Any) -> bool:
-        """Whether ``obj`` is a GeoDataFrame or a GeoSeries."""
-        return isinstance(obj, gpd.GeoDataFrame | gpd.GeoSeries)
+        """Whether ``obj`` is a GeoDataFrame or a GeoSeries (geopandas or dask-geopandas)."""
+        return isinstance(obj, gpd.GeoDataFrame | gpd.GeoSeries) or is_dask_frame(obj)
+
+    def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:
+        """Write a layer: one file, or for a dask-geopandas frame one file per partition.
+
+        A dask-geopandas frame is always written as a pending write
+        (:func:`~memories_geo.formats.geoparquet.partitions.write_partitions`): each
+        partition by the worker that computes it, reporting its digest.
+        """
+        if not is_dask_frame(obj):
+            return super().write(obj, location, options)
+        extra = dict(options.extra)
+        if "page_size" in extra:
+            extra.setdefault("data_page_size", extra.pop("page_size"))
+        codec = check_codec(extra)
+        extra.pop("compression", None)
+        extra.pop("compression_level", None)
+        return write_partitions(obj, location, options, codec=codec, extra=extra)
 
     def _prepare(self, obj: Any, location: Location, options: WriteOptions) -> PreparedWrite:
         """Check the layer (CRS, columns Arrow can hold, append compatibility) and describe it.
@@ -144,16 +165,24 @@ class GeoParquetFormat(FileFormat):
         extra = dict(options.extra)
         if "page_size" in extra:
             extra.setdefault("data_page_size", extra.pop("page_size"))
+        codec = check_codec(extra)
+        extra.pop("compression", None)
+        extra.pop("compression_level", None)
         check_layout_options(gdf, **extra)
         if options.mode == "a" and options.previous is not None:
             path, filesystem = _target(options.previous)
             gdf = _append(read_geoparquet(path, filesystem=filesystem), gdf)
 
+        if not location.is_local:
+            extra.setdefault("row_group_size", OBJECT_STORE_ROW_GROUP_SIZE)
+
         def store() -> None:
             path, filesystem = _target(location)
             if location.is_local:
                 location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
-            write_geoparquet(gdf, path, filesystem=filesystem, compression=options.compression, **extra)
+            write_geoparquet(
+                gdf, path, filesystem=filesystem, compression=options.compression, codec=codec, **extra
+            )
 
         return PreparedWrite(vector_footprint(gdf), info, store)
 

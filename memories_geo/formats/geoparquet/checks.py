@@ -11,7 +11,12 @@ from memories_geo.errors import OptionError, UnsupportedObjectError
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["ENCODINGS", "SORTS", "check_arrow_columns", "check_layout_options"]
+__all__ = ["CODECS", "ENCODINGS", "SORTS", "check_arrow_columns", "check_codec", "check_layout_options"]
+
+#: Parquet codecs accepted by ``compression=`` (``"none"``: uncompressed pages).
+CODECS = ("snappy", "zstd", "gzip", "brotli", "lz4", "none")
+#: Codecs taking ``compression_level=``.
+_LEVELLED = ("zstd", "gzip", "brotli")
 
 #: Accepted ``sort=`` values.
 SORTS = ("auto", "hilbert", "none")
@@ -123,3 +128,39 @@ def check_layout_options(
                 f"{missing or [gdf.geometry.name]} cannot be used "
                 f"(columns: {[c for c in gdf.columns if c != gdf.geometry.name]})"
             )
+
+
+def check_codec(extra: dict[str, Any]) -> dict[str, Any]:
+    """``compression`` and ``compression_level`` of ``extra`` as pyarrow takes them.
+
+    A codec given without a level gets the codec's own default level (``None``).
+
+    Raises
+    ------
+    OptionError
+        For a codec outside :data:`CODECS` or a level that is not an integer, or
+        with a codec that takes none.
+
+    Examples
+    --------
+    >>> check_codec({"compression": "SNAPPY"})
+    {'compression': 'snappy', 'compression_level': None}
+    """
+    found: dict[str, Any] = {}
+    codec = "zstd"
+    if "compression" in extra:
+        asked = extra["compression"]
+        codec = asked.lower() if isinstance(asked, str) else asked
+        if codec not in CODECS:
+            raise OptionError(f"compression for the geoparquet format must be one of {list(CODECS)}, "
+                              f"got {asked!r}")
+        found["compression"] = codec
+        found["compression_level"] = None
+    level = extra.get("compression_level")
+    if level is not None:
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise OptionError(f"compression_level must be an integer, got {level!r}")
+        if codec not in _LEVELLED:
+            raise OptionError(f"compression_level applies to {list(_LEVELLED)}, not to {codec!r}")
+        found["compression_level"] = level
+    return found

@@ -116,7 +116,8 @@ def read_geoparquet(
             columns.append(primary)
     can_push = covering is not None or geo["columns"][primary].get("encoding") == "point"
     if filesystem is not None:
-        kwargs["filesystem"] = filesystem
+        pruned = box is not None or rows is not None
+        kwargs["filesystem"] = _range_reading(filesystem) if pruned else filesystem
     gdf = gpd.read_parquet(
         path,
         columns=columns,
@@ -245,6 +246,8 @@ def _read_laid_out(
     if rows is not None:
         expression = rows if expression is None else expression & rows
     source = files[0] if len(files) == 1 else files
+    if filesystem is not None and expression is not None:
+        filesystem = _range_reading(filesystem)
     dataset = ds.dataset(source, format="parquet", filesystem=filesystem)
     table = dataset.to_table(columns=read, filter=expression)
     if order is not None:
@@ -257,6 +260,26 @@ def _read_laid_out(
     if box is not None:
         gdf = _refine_to_bbox(gdf, box)
     return _restore_seconds(gdf, metadata)
+
+
+def _range_reading(filesystem: AbstractFileSystem) -> Any:
+    """``filesystem`` for pyarrow, reading exactly the byte ranges pyarrow asks for.
+
+    fsspec files of object stores read ahead (s3fs: up to 50 MB past each read), so a
+    pruned read would fetch the rest of the file after its first row group; pyarrow
+    coalesces the footer and column-chunk ranges itself. Local files are left as they are.
+    """
+    protocol = filesystem.protocol if isinstance(filesystem.protocol, str) else filesystem.protocol[0]
+    if protocol in ("file", "local"):
+        return filesystem
+    from pyarrow import PythonFile
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    class RangeReading(FSSpecHandler):
+        def open_input_file(self, path: str) -> Any:
+            return PythonFile(self.fs.open(path, mode="rb", cache_type="none"), mode="r")
+
+    return PyFileSystem(RangeReading(filesystem))
 
 
 def _restore_seconds(gdf: gpd.GeoDataFrame, metadata: Mapping[bytes, bytes]) -> gpd.GeoDataFrame:

@@ -158,4 +158,5 @@ class ParquetFormat(FileFormat):
         """
         from memories_geo.formats.parquet.read import read_timeseries
 
-        return read_timeseries(location.full_path, object_info, request, filesystem=location.fs)
+        return read_timeseries(location.full_path, object_info, request, filesystem=location.fs,
+                               reads=location.reads)

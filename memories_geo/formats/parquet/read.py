@@ -9,6 +9,7 @@ row groups likewise. Rows come back in the order they were saved.
 from __future__ import annotations
 
 import posixpath
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
     from fsspec import AbstractFileSystem
+
+    from memories_geo.operations import ReadTally
 
 __all__ = ["ReadPlan", "plan_read", "read_timeseries"]
 
@@ -69,6 +72,8 @@ class ReadPlan:
     box: Box | None
     filtered: bool
     stored: StoredIndex = field(repr=False)
+    #: Bytes of the files left after pruning by the file index (what the read may fetch).
+    nbytes: int = 0
 
     def fragments(self) -> list[str]:
         """Paths of the files the scan opens (partition values pruned by ``filter`` too)."""
@@ -240,7 +245,8 @@ def plan_read(root: str, info: Mapping[str, Any], request: OpenRequest, *,
         paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=_arrow_filesystem(filesystem),
         partitions=[_partition_expression(schema, f["partition"]) for f in files],
     )
-    return ReadPlan(paths, dataset, expression, fields, columns, box, filtered, stored)
+    return ReadPlan(paths, dataset, expression, fields, columns, box, filtered, stored,
+                    nbytes=sum(int(f.get("size", 0)) for f in files))
 
 
 def _in_saved_order(table: pa.Table, row_field: str) -> pa.Table:
@@ -274,10 +280,11 @@ def _refined(frame: Any, box: Box, info: Mapping[str, Any]) -> Any:
 
 def read_timeseries(root: str, info: Mapping[str, Any], request: OpenRequest | None = None, *,
                     filesystem: AbstractFileSystem | None = None,
-                    stored: StoredIndex | None = None) -> pd.DataFrame:
+                    stored: StoredIndex | None = None, reads: ReadTally | None = None) -> pd.DataFrame:
     """Read the version at ``root`` as the DataFrame or GeoDataFrame that was saved.
 
-    Parameters are those of :func:`plan_read`.
+    Parameters are those of :func:`plan_read`; ``reads`` counts the files the read
+    opens and their bytes (row groups pruned inside a file are not subtracted).
 
     Returns
     -------
@@ -300,6 +307,7 @@ def read_timeseries(root: str, info: Mapping[str, Any], request: OpenRequest | N
 
     request = request if request is not None else OpenRequest()
     plan = plan_read(root, info, request, filesystem=filesystem, stored=stored)
+    started = time.perf_counter()
     try:
         table = plan.dataset.to_table(columns=plan.fields, filter=plan.filter)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
@@ -308,6 +316,9 @@ def read_timeseries(root: str, info: Mapping[str, Any], request: OpenRequest | N
         raise OptionError(
             f"filters= could not be applied ({exc}); stored fields: {plan.dataset.schema.names}"
         ) from exc
+    if reads is not None:
+        elapsed = time.perf_counter() - started
+        reads.add(plan.nbytes, elapsed, requests=len(plan.files), chunks=len(plan.files))
     table = _in_saved_order(table, info["row_field"])
     table = table.replace_schema_metadata(plan.stored.schema.metadata)
     geo = None

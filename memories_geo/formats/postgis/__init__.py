@@ -28,8 +28,10 @@ from memories_geo.formats.postgis import copy as pgcopy
 from memories_geo.formats.postgis import views
 from memories_geo.formats.postgis.layout import ROW_ID, Prepared
 from memories_geo.formats.postgis.load import ENGINES, PARTITION_MIN_ROWS, load_version
+from memories_geo.formats.postgis.options import WRITE_OPTIONS, save_settings
 from memories_geo.formats.postgis.query import read
 from memories_geo.formats.postgis.srid import CUSTOM_SRID_START
+from memories_geo.formats.postgis.topology import build_topology, drop_topology
 from memories_geo.formats.postgis.views import VIEWS_TABLE, view_name_for
 from memories_geo.integrity import Manifest, compare_manifests
 from memories_geo.types import Kind
@@ -86,7 +88,12 @@ class PostGISFormat:
 
     Writing (keywords of ``save``): ``engine="psycopg"`` (default: a binary ``COPY``
     stream built with numpy/Arrow and checksummed as it is sent) or ``"adbc"`` (ADBC's
-    Arrow-native ingest). A nanosecond timestamp column with sub-microsecond times is
+    Arrow-native ingest); ``srid=`` (reproject every geometry column to that EPSG code
+    first), ``spatial_index=False`` (no GiST index), ``validate=`` (``True`` refuses
+    invalid geometries naming the rows, ``"make_valid"`` repairs them) and
+    ``topology=True`` (a PostGIS topology of the layer, see
+    :mod:`~memories_geo.formats.postgis.topology`). A nanosecond timestamp column with sub-microsecond
+    times is
     stored as microseconds plus a ``smallint`` companion column holding the rest.
 
     Reading (keywords of ``open``), all pushed down to the server:
@@ -123,9 +130,7 @@ class PostGISFormat:
     default_for: ClassVar[frozenset[tuple[Kind, Capability]]] = frozenset(
         {(Kind.VECTOR, Capability.POSTGRESQL)}
     )
-    write_options: ClassVar[Mapping[str, str]] = {
-        "engine": "load with 'psycopg' (binary COPY, default) or 'adbc'",
-    }
+    write_options: ClassVar[Mapping[str, str]] = WRITE_OPTIONS
 
     def default_priority(self, obj: Any) -> int:
         """1 for a GeoDataFrame or GeoSeries: the default vector format on database tiers."""
@@ -170,20 +175,27 @@ class PostGISFormat:
         backend = _backend(location)
         extra = dict(options.extra)
         engine = _engine(extra.pop("engine", None), "psycopg")
+        settings = save_settings(extra)
         if extra:
             raise OptionError(
-                f"format 'postgis' does not take {sorted(extra)} when saving; accepted keywords: ['engine']"
+                f"format 'postgis' does not take {sorted(extra)} when saving; accepted keywords: "
+                f"{list(WRITE_OPTIONS)}"
             )
         views.prepare(backend)
         views.check_free(backend, _key_of(location))
         frame, base = as_frame(obj, self.name)
-        prepared = Prepared(with_crs(frame, options.crs, kind=base["type"]), base)
+        prepared = Prepared(settings.apply(with_crs(frame, options.crs, kind=base["type"])), base)
+        prepared.info["spatial_index"] = settings.spatial_index
         previous = None
         if options.mode == "a" and options.previous is not None:
             previous = backend.lookup(options.previous.path)
             if previous is None:
                 raise FormatError(f"cannot append: the stored table of {options.previous.url} is missing")
         info, manifest, footprint = load_version(backend, location.path, prepared, previous, engine)
+        if settings.topology:
+            table = backend.table_for(location.path)
+            if table is not None:
+                info = {**info, "topology": build_topology(backend, table, info, settings.tolerance)}
         return WriteResult(manifest=manifest, footprint=footprint, object_info=info)
 
     def publish(self, location: Location, key: str, *, is_current: Callable[[], bool] | None = None) -> bool:
@@ -273,8 +285,12 @@ class PostGISFormat:
         return read(backend, table, object_info, request, engine)
 
     def delete(self, location: Location) -> None:
-        """Drop the version table and forget it; a missing table is fine."""
-        _backend(location).remove(location.path)
+        """Drop the version table (and its topology, if any) and forget it; a missing table is fine."""
+        backend = _backend(location)
+        table = backend.table_for(location.path)
+        backend.remove(location.path)
+        if table is not None and backend.table_for(location.path) is None:
+            drop_topology(backend, table)
 
     def manifest(self, location: Location) -> Manifest:
         """One pseudo-file per table: the table name, with its rows' size and digest."""

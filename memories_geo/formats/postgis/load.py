@@ -89,7 +89,7 @@ def load_version(
     info = prepared.info
     first_row = 1
     if previous is not None:
-        info = check_append(previous.info, info)
+        info = {**check_append(previous.info, info), "spatial_index": info.get("spatial_index", True)}
         first_row = previous.info["rows"] + 1
     table = table_name_for(path)
     target = backend.identifier(table)
@@ -285,9 +285,14 @@ def _index_partition(backend: PostgresBackend, partition: str, info: Mapping[str
 
 
 def _gist_indexes(backend: PostgresBackend, table: str, info: Mapping[str, Any]) -> list[sql.Composed]:
-    """``CREATE INDEX`` statements of the GiST index of each geometry column of ``table``."""
+    """``CREATE INDEX`` statements of the GiST index of each geometry column of ``table``.
+
+    None when the version was saved with ``spatial_index=False`` (``info["spatial_index"]``).
+    """
     from psycopg import sql
 
+    if info.get("spatial_index", True) is False:
+        return []
     return [
         sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
             sql.Identifier(f"{table}_g{i}"), backend.identifier(table), sql.Identifier(e["column"])

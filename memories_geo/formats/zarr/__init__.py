@@ -30,7 +30,13 @@ from memories_geo.backends.base import Capability
 from memories_geo.errors import FormatError, UnsupportedObjectError
 from memories_geo.formats.base import FileFormat, WriteOptions, WriteResult
 from memories_geo.formats.zarr.cf import DATAARRAY_VARIABLE, INFO_ATTR, INFO_VERSION
-from memories_geo.formats.zarr.encoding import VALID_ENCODINGS, ZARR_CODECS, zarr_codec
+from memories_geo.formats.zarr.encoding import (
+    STORAGE_OPTIONS,
+    VALID_ENCODINGS,
+    ZARR_CODECS,
+    storage_layout,
+    zarr_codec,
+)
 from memories_geo.formats.zarr.layout import CHUNK_BYTES, SHARD_BYTES, SHARDED_LEVELS, choose_chunks
 from memories_geo.integrity import Manifest
 from memories_geo.types import Kind
@@ -71,6 +77,11 @@ class ZarrFormat(FileFormat):
     ``time=`` and ``columns=`` (data variables) by selecting on the stored
     coordinates, lazily.
 
+    ``chunks=``, ``compression=`` (``"zstd"``, ``"gzip"``, ``"blosc"``, ``"lz4"``,
+    ``"none"``), ``compression_level=`` and ``dimension_separator=`` (``"/"`` or
+    ``"."``) set the layout of every array of a new version (``encoding=`` still wins
+    per variable; an append keeps the stored layout).
+
     Examples
     --------
     >>> import memories_geo as mg
@@ -93,6 +104,7 @@ class ZarrFormat(FileFormat):
         "region": "with mode='a': a dict of dim -> slice (or 'auto') to overwrite in a new version",
         "safe_chunks": "as in to_zarr: refuse writes where dask chunks straddle Zarr chunks",
         "write_empty_chunks": "as in to_zarr: store chunks holding only the fill value",
+        **STORAGE_OPTIONS,
     }
     open_options: ClassVar[Mapping[str, str]] = {
         "chunks": "dask chunks, as in xarray.open_zarr (default {}: the stored chunks or shards; "
@@ -161,6 +173,7 @@ class ZarrFormat(FileFormat):
                 f"the zarr format sets {reserved} itself; pass mode=, append_dim= and "
                 "encoding= to save() instead"
             )
+        layout = storage_layout(extra)
         region = extra.pop("region", None)
         if region is not None and options.mode != "a":
             raise FormatError("region= overwrites part of the current version; pass mode='a' with it")
@@ -174,9 +187,9 @@ class ZarrFormat(FileFormat):
         elif options.mode == "a":
             footprint, info, pending = append(obj, location, options, extra)
         elif isinstance(obj, xr.DataTree):
-            footprint, info, pending = write_tree(obj, location, options, extra)
+            footprint, info, pending = write_tree(obj, location, options, extra, layout)
         else:
-            footprint, info, pending = write_new(obj, location, options, extra)
+            footprint, info, pending = write_new(obj, location, options, extra, layout)
         if not options.compute and pending is not None:
             return WriteResult(manifest=Manifest(), footprint=footprint, object_info=info, pending=pending)
         return WriteResult(manifest=self.manifest(location), footprint=footprint, object_info=info)

@@ -6,6 +6,8 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from zarr.storage import ObjectStore
+
 from memories_geo.progress import compute as compute_with_progress
 from memories_geo.progress import progress_enabled
 
@@ -14,20 +16,84 @@ if TYPE_CHECKING:
 
     from memories_geo.backends.base import Location
 
-__all__ = ["open_group", "write_zarr", "zarr_store"]
+__all__ = ["AttributedObjectStore", "open_group", "write_zarr", "zarr_store"]
 
 
 def zarr_store(location: Location, *, read_only: bool = False) -> Any:
-    """A plain path for local directories (zarr's ``LocalStore``), else an ``FsspecStore``."""
+    """The zarr store of ``location``: the fastest client the tier can be reached through.
+
+    A plain path for local directories (zarr's ``LocalStore``). On a tier with a read
+    cache, an ``FsspecStore`` reading through it (its asynchronous view). On an S3 or
+    Azure tier whose settings obstore can honour (see
+    :func:`memories_geo.backends.objectstore.object_store_settings`), an
+    :class:`AttributedObjectStore`; else an ``FsspecStore`` on the tier's filesystem.
+    """
     if location.is_local:
         return location.full_path
     from zarr.storage import FsspecStore
 
+    if hasattr(location.fs, "async_view"):
+        return FsspecStore(fs=location.fs.async_view(), path=location.full_path, read_only=read_only)
+
+    from memories_geo.backends.objectstore import object_store_client
+
+    client = object_store_client(location.files, location.path)
+    if client is not None:
+        return AttributedObjectStore(client.store, attributes=client.attributes, read_only=read_only)
     return FsspecStore.from_url(
         location.fs.unstrip_protocol(location.full_path),
         storage_options=dict(location.storage_options),
         read_only=read_only,
     )
+
+
+class AttributedObjectStore(ObjectStore):
+    """zarr's obstore-backed store; every upload carries the tier's object attributes.
+
+    Parameters
+    ----------
+    store : obstore.store.S3Store or obstore.store.AzureStore
+        Rooted at the version's path.
+    attributes : mapping, optional
+        Sent with every ``put`` (``{"Storage-Class": "STANDARD_IA"}``).
+    read_only : bool
+        Refuse writes.
+
+    Examples
+    --------
+    >>> from obstore.store import MemoryStore
+    >>> AttributedObjectStore(MemoryStore(), attributes={}).read_only
+    False
+    """
+
+    def __init__(
+        self, store: Any, *, attributes: Mapping[str, str] | None = None, read_only: bool = False
+    ) -> None:
+        super().__init__(store, read_only=read_only)
+        self.attributes = dict(attributes or {})
+
+    def with_read_only(self, read_only: bool = False) -> AttributedObjectStore:
+        """The same store, read-only or not."""
+        return type(self)(self.store, attributes=self.attributes, read_only=read_only)
+
+    async def set(self, key: str, value: Any) -> None:
+        """Upload ``value`` at ``key`` (one request, or a multipart upload completed at once)."""
+        import obstore
+
+        self._check_writable()
+        await obstore.put_async(self.store, key, value.as_buffer_like(), attributes=self.attributes or None)
+
+    async def set_if_not_exists(self, key: str, value: Any) -> None:
+        """Upload ``value`` at ``key`` unless something is stored there."""
+        import obstore
+
+        self._check_writable()
+        try:
+            await obstore.put_async(
+                self.store, key, value.as_buffer_like(), mode="create", attributes=self.attributes or None
+            )
+        except obstore.exceptions.AlreadyExistsError:
+            return
 
 
 def open_group(location: Location) -> Any:

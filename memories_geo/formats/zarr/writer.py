@@ -20,7 +20,12 @@ from memories_geo.footprint import (
     xarray_footprint,
 )
 from memories_geo.formats.zarr.cf import INFO_ATTR, INFO_VERSION, geo_attrs, prepare, to_dataset
-from memories_geo.formats.zarr.encoding import merge_encoding, user_encoding, validate_encoding
+from memories_geo.formats.zarr.encoding import (
+    StorageLayout,
+    merge_encoding,
+    user_encoding,
+    validate_encoding,
+)
 from memories_geo.formats.zarr.layout import apply_layout
 from memories_geo.formats.zarr.store import write_zarr
 from memories_geo.kinds import spatial_dims
@@ -61,8 +66,14 @@ def checked_crs(obj: xr.Dataset | xr.DataArray, crs: Any) -> xr.Dataset | xr.Dat
     return assign_crs(obj, crs)
 
 
-def write_new(obj: Any, location: Location, options: WriteOptions, extra: Mapping[str, Any]) -> Written:
+def write_new(
+    obj: Any, location: Location, options: WriteOptions, extra: Mapping[str, Any],
+    layout: StorageLayout | None = None,
+) -> Written:
     """Write a Dataset or DataArray (raster or not) as a new group.
+
+    ``layout`` (chunks, codec, chunk key separator asked for) applies to every array
+    unless ``options.encoding`` says otherwise.
 
     Returns
     -------
@@ -80,7 +91,10 @@ def write_new(obj: Any, location: Location, options: WriteOptions, extra: Mappin
         info["geo_attrs"] = sorted(geo)
         prepared.attrs.update(geo)
     prepared.attrs[INFO_ATTR] = info
-    encoding = merge_encoding(prepared, options.compression, user_encoding(obj, options.encoding, info))
+    user = user_encoding(obj, options.encoding, info)
+    if layout is not None:
+        user = layout.encoding(prepared, user)
+    encoding = merge_encoding(prepared, options.compression, user)
     prepared = apply_layout(prepared, encoding, options.compression)
     pending = write_zarr(
         prepared, location, mode="w-", compute=options.compute, encoding=encoding, extra=extra
@@ -89,7 +103,8 @@ def write_new(obj: Any, location: Location, options: WriteOptions, extra: Mappin
 
 
 def write_tree(
-    tree: xr.DataTree, location: Location, options: WriteOptions, extra: Mapping[str, Any]
+    tree: xr.DataTree, location: Location, options: WriteOptions, extra: Mapping[str, Any],
+    layout: StorageLayout | None = None,
 ) -> Written:
     """Write a DataTree as a new group with one subgroup per node.
 
@@ -133,9 +148,10 @@ def write_tree(
         elif full.data_vars:
             footprints.append(array_footprint(full))
         prepared, node_info = prepare(ds)
-        node_encoding = merge_encoding(
-            prepared, options.compression, validate_encoding(prepared, user.get(node.path))
-        )
+        node_user = validate_encoding(prepared, user.get(node.path))
+        if layout is not None:
+            node_user = layout.encoding(prepared, node_user)
+        node_encoding = merge_encoding(prepared, options.compression, node_user)
         datasets[node.path] = apply_layout(prepared, node_encoding, options.compression)
         nodes[node.path] = node_info
         encoding[node.path] = node_encoding
