@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,11 +18,14 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 __all__ = [
-    "ALGORITHM", "FileDigest", "Manifest", "build_manifest", "compare_manifests", "hash_bytes",
+    "ALGORITHM", "SHARES_FILES", "FileDigest", "Manifest", "build_manifest", "compare_manifests",
+    "hash_bytes",
     "stat_fingerprint",
     "verify_manifest",
 ]
 
+#: ``object_info`` flag of a version whose manifest shares files with an earlier version.
+SHARES_FILES = "shares_files"
 #: Hash used for file contents: fast (GB/s) and 128 bits wide.
 ALGORITHM = "xxh3_128"
 _BLOCK = 8 * 1024 * 1024
@@ -43,11 +47,51 @@ class Manifest:
 
     Non-file storage (a database table) lists one pseudo-file per table whose digest
     is computed from its rows.
+
+    ``shared`` maps the files the version shares with an earlier version of its key
+    on the same tier (an append on an object store, which cannot hard-link) to the
+    name of the sibling version folder that holds them: such a file is part of the
+    version (listed in ``files``, covered by :attr:`checksum`) but stored once, in
+    ``{key}/@v/{shared[path]}/{path}``. :meth:`path_of` resolves both kinds.
+
+    Examples
+    --------
+    >>> m = Manifest({"a/c/0": FileDigest(4, "d")}, shared={"a/c/0": "v1.zarr"})
+    >>> m.path_of("bucket/k/@v/v2.zarr", "a/c/0")
+    'bucket/k/@v/v1.zarr/a/c/0'
+    >>> m.materialized().shared
+    {}
     """
 
     files: Mapping[str, FileDigest] = field(default_factory=dict)
     algorithm: str = ALGORITHM
     stat: str | None = field(default=None, compare=False)
+    shared: Mapping[str, str] = field(default_factory=dict)
+
+    def path_of(self, root: str, relative: str) -> str:
+        """Where the file ``relative`` of the version stored at ``root`` is stored."""
+        root = root.rstrip("/")
+        owner = self.shared.get(relative)
+        if owner is None:
+            return posixpath.join(root, relative)
+        return posixpath.join(posixpath.dirname(root), owner, relative)
+
+    def materialized(self) -> Manifest:
+        """The same files, every one stored in the version's own folder (after a copy)."""
+        return Manifest(dict(self.files), self.algorithm, self.stat) if self.shared else self
+
+    def including(self, carried: Manifest) -> Manifest:
+        """These files plus those ``carried`` shares from other folders that are not among them."""
+        links = {rel: owner for rel, owner in carried.shared.items() if rel not in self.files}
+        if not links:
+            return self
+        files = {**self.files, **{rel: carried.files[rel] for rel in links}}
+        return Manifest(dict(sorted(files.items())), self.algorithm, self.stat, {**self.shared, **links})
+
+    @property
+    def owners(self) -> frozenset[str]:
+        """Names of the sibling version folders holding files of this version."""
+        return frozenset(self.shared.values())
 
     @property
     def size_bytes(self) -> int:
@@ -69,20 +113,24 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dictionary."""
-        return {
+        data: dict[str, Any] = {
             "algorithm": self.algorithm,
             "files": {p: [d.size, d.digest] for p, d in sorted(self.files.items())},
         }
+        if self.shared:
+            data["shared"] = dict(sorted(self.shared.items()))
+        return data
 
     @classmethod
     def from_json(cls, text: str | Mapping[str, Any]) -> Manifest:
         """Parse what :meth:`to_json` wrote."""
         data = json.loads(text) if isinstance(text, str) else text
         files = {p: FileDigest(int(s), str(d)) for p, (s, d) in data["files"].items()}
-        return cls(files=files, algorithm=data.get("algorithm", ALGORITHM))
+        shared = {str(p): str(owner) for p, owner in (data.get("shared") or {}).items()}
+        return cls(files=files, algorithm=data.get("algorithm", ALGORITHM), shared=shared)
 
 
-def hash_bytes(data: bytes | Iterable[bytes]) -> str:
+def hash_bytes(data: bytes | bytearray | memoryview | Iterable[bytes]) -> str:
     """Digest of a byte string or of a stream of byte blocks."""
     h = xxhash.xxh3_128()
     if isinstance(data, bytes | bytearray | memoryview):
@@ -151,7 +199,10 @@ def _relative(root: str, path: str) -> str:
     return path[len(root) + 1 :] if path != root else path.rsplit("/", 1)[-1]
 
 
-def build_manifest(fs: AbstractFileSystem, root: str, *, max_workers: int = 8) -> Manifest:
+def build_manifest(
+    fs: AbstractFileSystem, root: str, *, max_workers: int = 8,
+    known: Mapping[str, FileDigest] | None = None, shared: Manifest | None = None,
+) -> Manifest:
     """Hash every file under ``root`` (a directory or a single file).
 
     Parameters
@@ -162,6 +213,12 @@ def build_manifest(fs: AbstractFileSystem, root: str, *, max_workers: int = 8) -
         Path of the version (directory or file) on ``fs``.
     max_workers : int
         Files hashed concurrently (object stores gain most).
+    known : mapping, optional
+        Digests taken while the files were written (relative path -> digest): a
+        listed file whose size matches its known digest is not read again.
+    shared : Manifest, optional
+        Files the version shares with earlier versions (its :attr:`Manifest.shared`
+        and their digests), added as they are.
 
     Returns
     -------
@@ -169,11 +226,24 @@ def build_manifest(fs: AbstractFileSystem, root: str, *, max_workers: int = 8) -
         Relative path -> size and digest, plus the listing's :func:`stat_fingerprint`.
     """
     infos = _list_files(fs, root)
-    paths = list(infos)
+    known = known or {}
+    found: dict[str, FileDigest] = {}
+    unread = []
+    for path, info in infos.items():
+        relative = _relative(root, path)
+        digest = known.get(relative)
+        if digest is not None and digest.size == int(info.get("size") or 0):
+            found[relative] = digest
+        else:
+            unread.append(path)
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        digests = list(pool.map(lambda p: _digest_file(fs, p), paths))
-    files = {_relative(root, p): d for p, d in zip(paths, digests, strict=True)}
-    return Manifest(files, stat=_fingerprint(root, infos))
+        digests = list(pool.map(lambda p: _digest_file(fs, p), unread))
+    found.update((_relative(root, p), d) for p, d in zip(unread, digests, strict=True))
+    links: dict[str, str] = {}
+    if shared is not None:
+        links = {rel: owner for rel, owner in shared.shared.items() if rel not in found}
+        found.update((rel, shared.files[rel]) for rel in links)
+    return Manifest(dict(sorted(found.items())), stat=_fingerprint(root, infos), shared=links)
 
 
 def verify_manifest(
@@ -199,6 +269,19 @@ def verify_manifest_stat(
     if not fs.exists(root):
         return [f"{root}: missing (the whole version is gone)"], None
     actual = build_manifest(fs, root, max_workers=max_workers)
+    if manifest.shared:
+        paths = {rel: manifest.path_of(root, rel) for rel in manifest.shared}
+
+        def digest(path: str) -> FileDigest | None:
+            try:
+                return _digest_file(fs, path)
+            except FileNotFoundError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            shared = dict(zip(paths, pool.map(digest, paths.values()), strict=True))
+        files = {**actual.files, **{rel: d for rel, d in shared.items() if d is not None}}
+        actual = Manifest(files, stat=actual.stat)
     return compare_manifests(manifest, actual), actual.stat
 
 

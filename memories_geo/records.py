@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["RECORD_SUFFIX", "SmallObjectStore", "read_record_rows", "record_path", "write_record"]
+if TYPE_CHECKING:
+    from memories_geo.integrity import Manifest
+
+__all__ = [
+    "RECORD_SUFFIX", "SmallObjectStore", "read_record_manifest", "read_record_rows", "record_path",
+    "write_record",
+]
 
 RECORD_SUFFIX = ".record.json"
 
@@ -41,6 +47,23 @@ def record_path(path: str) -> str:
 def write_record(backend: SmallObjectStore, path: str, row: Mapping[str, Any]) -> None:
     """Write the record of the version at ``path``."""
     backend.write_bytes(record_path(path), json.dumps(dict(row), sort_keys=True).encode())
+
+
+def read_record_manifest(backend: SmallObjectStore, path: str) -> Manifest | None:
+    """The manifest in the record of the version at ``path``; ``None`` when it has no record.
+
+    Raises
+    ------
+    ValueError, KeyError, TypeError
+        When the record exists but cannot be parsed.
+    """
+    from memories_geo.integrity import Manifest
+
+    try:
+        data = backend.read_bytes(record_path(path))
+    except FileNotFoundError:
+        return None
+    return Manifest.from_json(json.loads(data)["manifest"])
 
 
 def read_record_rows(backend: SmallObjectStore) -> list[dict[str, Any]]:

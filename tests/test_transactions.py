@@ -293,7 +293,8 @@ def test_zarr_local_geoparquet_s3_postgis_and_a_delete_in_one_transaction(
     assert mem.recover() == []
 
 
-def test_a_view_that_cannot_be_published_reverts_every_version(tmp_path, postgres_dsn, schemas):
+def test_a_view_that_cannot_be_published_leaves_the_transaction_committed(tmp_path, postgres_dsn, schemas):
+    """The commit point is the catalog transaction (more in test_transaction_publish.py)."""
     from psycopg import sql
 
     from memories_geo.formats.postgis import view_name_for
@@ -309,12 +310,13 @@ def test_a_view_that_cannot_be_published_reverts_every_version(tmp_path, postgre
             con.execute(sql.SQL("CREATE TABLE {} (x int)").format(
                 sql.Identifier(backend.schema, view_name_for("blocked"))))
 
+    tx = mem.transaction()
     with pytest.raises(FormatError) as raised:
-        _in(mem.transaction(), body)
-    assert any("reverted" in note for note in raised.value.__notes__)
-    assert _state(mem) == {"a": 1}
-    assert_geodataframe_equal(mem.open("a"), _gdf(3, 1))
-    assert [e.version for e in mem.versions("a")] == [1]
+        _in(tx, body)
+    assert any("is committed" in note for note in raised.value.__notes__)
+    assert tx.state == "committed"
+    assert _state(mem) == {"a": 2, "blocked": 1}
+    assert_geodataframe_equal(mem.open("a"), _gdf(4, 2))
     assert mem.catalog.staged_versions() == []
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import posixpath
 import socket
 import time
@@ -25,6 +24,16 @@ from memories_geo.backends.archive import (
     s3_class_kwargs,
 )
 from memories_geo.backends.base import ArchiveState, Capability, require
+from memories_geo.backends.endpoints import (
+    CONNECT_TIMEOUT,
+    S3_CLIENT_DEFAULTS,
+    azure_default_scope,
+    endpoint_of,
+    gcs_default_key,
+    is_unreachable,
+    s3_encryption_kwargs,
+    unreachable_fix,
+)
 from memories_geo.config import check_encryption, redact_text, redact_url
 from memories_geo.errors import ConfigError, InvalidKeyError, TierUnavailableError
 from memories_geo.keys import VERSIONS_DIR
@@ -38,105 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["CONNECT_TIMEOUT", "FileBackend", "is_unreachable"]
 
 logger = logging.getLogger(__name__)
-
-#: Seconds to wait for a TCP connection to an object store's endpoint (probe and S3 client).
-CONNECT_TIMEOUT = 5
-#: botocore client settings used on S3 unless ``storage_options["config_kwargs"]`` sets them:
-#: a dead endpoint fails in seconds, not after minutes of retries.
-S3_CLIENT_DEFAULTS: Mapping[str, Any] = {
-    "connect_timeout": CONNECT_TIMEOUT, "retries": {"max_attempts": 2, "mode": "standard"},
-}
-#: Names of the exception classes (in any SDK) that mean "the service cannot be reached".
-_UNREACHABLE = frozenset({
-    "ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
-    "ClientConnectionError", "ServerDisconnectedError", "ServiceRequestError", "NewConnectionError",
-    "gaierror",
-})
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` (from any storage SDK) means the service could not be reached.
-
-    Recognised by class name (botocore, aiohttp, azure-core, urllib3, the builtins),
-    so no SDK is imported.
-
-    Examples
-    --------
-    >>> is_unreachable(ConnectionRefusedError(111, "refused")), is_unreachable(FileNotFoundError())
-    (True, False)
-    """
-    return any(cls.__name__ in _UNREACHABLE for cls in type(exc).__mro__)
-
-
-def _endpoint(scheme: str, options: Mapping[str, Any]) -> str | None:
-    """The service endpoint a tier's ``storage_options`` (or the environment) name, if any."""
-    found: Any = None
-    if scheme in ("s3", "s3a"):
-        found = (
-            (options.get("client_kwargs") or {}).get("endpoint_url") or options.get("endpoint_url")
-            or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        )
-    elif scheme in ("gs", "gcs"):
-        found = options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
-    elif scheme in ("az", "abfs", "abfss"):
-        text = options.get("connection_string") or os.environ.get("AZURE_STORAGE_CONNECTION_STRING") or ""
-        fields = dict(part.split("=", 1) for part in str(text).split(";") if "=" in part)
-        found = fields.get("BlobEndpoint")
-        if not found and options.get("account_host"):
-            found = f"https://{options['account_host']}"
-    if not found:
-        return None
-    found = str(found)
-    return found if "://" in found else f"http://{found}"
-
-
-def _s3_encryption_kwargs(current: Mapping[str, Any], encryption: Mapping[str, str]) -> dict[str, Any]:
-    """``s3_additional_kwargs`` with the server-side encryption of ``encryption`` added.
-
-    Raises
-    ------
-    ConfigError
-        When ``current`` already sets a different encryption.
-    """
-    wanted = {"ServerSideEncryption": encryption["algorithm"]}
-    if "kms_key_id" in encryption:
-        wanted["SSEKMSKeyId"] = encryption["kms_key_id"]
-    clash = sorted(
-        k for k in ("ServerSideEncryption", "SSEKMSKeyId") if k in current and current[k] != wanted.get(k)
-    )
-    if clash:
-        raise ConfigError(
-            f"storage_options['s3_additional_kwargs'] sets {clash} differently from the tier's "
-            "encryption setting; set encryption in one place (the tier's encryption)"
-        )
-    return {**current, **wanted}
-
-
-def _gcs_default_key(fs: Any, bucket: str) -> str | None:
-    """The default KMS key name of a GCS bucket (``None`` when it has none)."""
-    info = fs.call("GET", "b/{}", bucket, json_out=True)
-    found = (info.get("encryption") or {}).get("defaultKmsKeyName")
-    return str(found) if found else None
-
-
-def _azure_default_scope(fs: Any, container: str) -> str | None:
-    """The default encryption scope of an Azure container (``None`` when it has none)."""
-    from fsspec.asyn import sync
-
-    async def properties() -> Any:
-        return await fs.service_client.get_container_client(container).get_container_properties()
-
-    scope = getattr(sync(fs.loop, properties), "encryption_scope", None)
-    found = getattr(scope, "default_encryption_scope", None)
-    return str(found) if found else None
-
-
-def _fix(scheme: str) -> str:
-    if scheme in ("az", "abfs", "abfss"):
-        where = "the BlobEndpoint of connection_string (or account_name) in storage_options"
-    else:
-        where = "endpoint_url in storage_options"
-    return f"check {where} and that the service is running"
 
 
 class FileBackend:
@@ -191,7 +101,7 @@ class FileBackend:
         self.encryption = check_encryption(url, encryption)
         self.storage_class = check_storage_class(url, storage_class)
         if self.encryption and self._scheme in ("s3", "s3a"):
-            self.storage_options["s3_additional_kwargs"] = _s3_encryption_kwargs(
+            self.storage_options["s3_additional_kwargs"] = s3_encryption_kwargs(
                 self.storage_options.get("s3_additional_kwargs") or {}, self.encryption
             )
         if self.storage_class and self._scheme in ("s3", "s3a"):
@@ -230,9 +140,9 @@ class FileBackend:
         except (ImportError, ValueError) as exc:
             raise TierUnavailableError(f"cannot open {self._label!r}: {redact_text(str(exc))}") from exc
         if self.encryption and self._scheme in ("gs", "gcs"):
-            self._check_default(fs, root, "kms_key_name", _gcs_default_key)
+            self._check_default(fs, root, "kms_key_name", gcs_default_key)
         elif self.encryption and self._scheme in ("az", "abfs", "abfss"):
-            self._check_default(fs, root, "encryption_scope", _azure_default_scope)
+            self._check_default(fs, root, "encryption_scope", azure_default_scope)
         logger.debug("%s: filesystem opened (%.1f ms)", self._label, (time.perf_counter() - start) * 1000)
         return fs, root.rstrip("/") or "/"
 
@@ -276,7 +186,7 @@ class FileBackend:
     @property
     def endpoint(self) -> str | None:
         """The service endpoint named in ``storage_options`` (or the environment), credentials removed."""
-        found = _endpoint(self._scheme, self.storage_options)
+        found = endpoint_of(self._scheme, self.storage_options)
         return redact_url(found) if found else None
 
     def _probe(self) -> None:
@@ -284,7 +194,7 @@ class FileBackend:
 
         Skipped when the endpoint is reached through a proxy.
         """
-        endpoint = _endpoint(self._scheme, self.storage_options)
+        endpoint = endpoint_of(self._scheme, self.storage_options)
         if endpoint is None:
             return
         parts = urlsplit(endpoint)
@@ -303,7 +213,7 @@ class FileBackend:
     def _unavailable(self, exc: BaseException) -> TierUnavailableError:
         endpoint = self.endpoint
         target = f"the endpoint {endpoint}" if endpoint else f"the {self._scheme} service"
-        fix = _fix(self._scheme) if endpoint else "check the network (and any proxy settings)"
+        fix = unreachable_fix(self._scheme) if endpoint else "check the network (and any proxy settings)"
         return TierUnavailableError(
             f"tier {self._label!r} is unreachable: cannot connect to {target} "
             f"({type(exc).__name__}: {redact_text(str(exc))}); {fix}"

@@ -18,6 +18,7 @@ from memories_geo.catalog.sqlite_audit import insert_audit
 from memories_geo.catalog.sqlite_queries import connect, entries, transaction
 from memories_geo.entry import Entry
 from memories_geo.errors import KeyNotFoundError
+from memories_geo.integrity import Manifest
 
 __all__ = ["PendingMove", "SQLiteMoves"]
 
@@ -54,11 +55,13 @@ class SQLiteMoves:
 
     def finish_move(
         self, move: PendingMove, audit: MutableMapping[str, Any] | None = None, *,
-        storage_class: str | None = None,
+        storage_class: str | None = None, manifest: Manifest | None = None,
     ) -> Entry:
         """Point the version at its verified copy, in one transaction; return the moved entry.
 
-        ``storage_class`` is the one its copied objects were given on the new tier.
+        ``storage_class`` is the one its copied objects were given on the new tier;
+        ``manifest`` replaces the stored one (same files and digests, now all in the
+        copy's own folder: see :meth:`~memories_geo.integrity.Manifest.materialized`).
 
         Raises
         ------
@@ -78,6 +81,9 @@ class SQLiteMoves:
                 "WHERE id = ?",
                 (move.tier, move.path, move.uri, storage_class, found[0]),
             )
+            if manifest is not None:
+                con.execute("UPDATE manifests SET manifest = ? WHERE version_pk = ?",
+                            (manifest.to_json(), found[0]))
             entry = entries(con, "v.id = ?", (found[0],))[0]
             if audit is not None:
                 audit.update(key=entry.key, version=entry.version, version_id=entry.version_id)

@@ -104,8 +104,9 @@ class BackupStore:
             return
         manifest = self.versions.catalog.manifest(entry)
         copy_files(source, entry.path, self.backend, self.path_of(entry), manifest,  # type: ignore[arg-type]
-                   progress)
-        problems = verify_manifest(self.backend.fs, self.backend.full_path(self.path_of(entry)), manifest)
+                   progress, source_layout=manifest)
+        problems = verify_manifest(self.backend.fs, self.backend.full_path(self.path_of(entry)),
+                                   manifest.materialized())
         if problems:
             raise ChecksumMismatchError(f"backup copy of {entry.key} v{entry.version} is corrupt", problems)
         rec = record_path(entry.path)
@@ -128,7 +129,8 @@ class BackupStore:
                 target: FileStore = self.versions.tiers.backend(entry.tier)  # type: ignore[assignment]
                 if target.exists(entry.path):
                     target.remove(entry.path)
-                copy_files(self.backend, self.path_of(entry), target, entry.path, manifest, bar)
+                copy_files(self.backend, self.path_of(entry), target, entry.path, manifest, bar,
+                           target_layout=manifest)
                 problems = verify_manifest(target.fs, target.full_path(entry.path), manifest)
                 if problems:
                     raise ChecksumMismatchError(
@@ -169,18 +171,23 @@ class BackupStore:
 
 def copy_files(
     src: FileStore, src_path: str, dst: FileStore, dst_path: str, manifest: Manifest,
-    progress: ProgressBar | None = None,
+    progress: ProgressBar | None = None, *, source_layout: Manifest | None = None,
+    target_layout: Manifest | None = None,
 ) -> None:
     """Copy the files of a manifest between file backends, streaming each file.
 
     ``progress`` counts the bytes copied; each file copy is logged at DEBUG with its
-    duration.
+    duration. Files are read from, and written to, the version's own folder, except
+    where ``source_layout`` / ``target_layout`` (the version's manifest) says a file
+    is shared with another version's folder on that side
+    (:meth:`~memories_geo.integrity.Manifest.path_of`).
     """
     src_root, dst_root = src.full_path(src_path), dst.full_path(dst_path)
     single = len(manifest.files) == 1 and src.fs.isfile(src_root)
+    source_layout, target_layout = source_layout or Manifest(), target_layout or Manifest()
     for relative, digest in manifest.files.items():
-        source = src_root if single else posixpath.join(src_root, relative)
-        target = dst_root if single else posixpath.join(dst_root, relative)
+        source = src_root if single else source_layout.path_of(src_root, relative)
+        target = dst_root if single else target_layout.path_of(dst_root, relative)
         with timed(logger, "copy %s -> %s (%d bytes)", source, target, digest.size):
             dst.fs.makedirs(posixpath.dirname(target), exist_ok=True)
             with src.fs.open(source, "rb") as fin, dst.fs.open(target, "wb") as fout:

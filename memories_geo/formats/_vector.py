@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
@@ -13,14 +14,17 @@ from memories_geo.errors import OptionError, UnsupportedObjectError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from memories_geo.query import OpenRequest
 
 __all__ = [
+    "PlainTable",
     "as_frame",
     "check_series_request",
     "invalid_geometries",
     "no_time_column",
+    "plain_table",
     "raise_for_invalid",
     "refuse_json_changed_columns",
     "refuse_other_geometries",
@@ -145,6 +149,106 @@ def time_mask(values: pd.Series, time: tuple[pd.Timestamp | None, pd.Timestamp |
     if end is not None:
         mask &= column <= end
     return mask.to_numpy(dtype=bool)
+
+
+# -- a frame as Arrow, without its geometries ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlainTable:
+    """A frame as an Arrow table whose geometry columns are placeholders (made by :func:`plain_table`).
+
+    Parameters
+    ----------
+    frame : geopandas.GeoDataFrame
+        The frame converted.
+    table : pyarrow.Table
+        Its columns (index levels as pandas records them), geometries as null objects.
+    fields : list of pyarrow.Field
+        The table's fields, geometry fields typed as binary.
+    schema : pyarrow.Schema
+        ``fields`` with the table's metadata: the schema the frame is saved with.
+    geometry_fields : frozenset of int
+        Positions of the geometry columns in ``fields``.
+    """
+
+    frame: gpd.GeoDataFrame
+    table: pa.Table
+    fields: list[pa.Field]
+    schema: pa.Schema
+    geometry_fields: frozenset[int]
+
+    def geometry(self, name: str) -> tuple[gpd.GeoSeries, np.ndarray]:
+        """The geometry column named ``name`` (as a string) and its shapely geometries.
+
+        Raises
+        ------
+        UnsupportedObjectError
+            When the column has no CRS.
+        """
+        series = self.frame[next(
+            c for c in self.frame.columns
+            if str(c) == name and isinstance(self.frame[c].dtype, gpd.array.GeometryDtype)
+        )]
+        if series.crs is None:
+            raise UnsupportedObjectError(f"geometry column {name!r} has no CRS; set one first")
+        return series, np.asarray(series.values._data)
+
+
+def plain_table(
+    frame: gpd.GeoDataFrame, format_name: str, *, store: str, keep_attrs: bool = False
+) -> PlainTable:
+    """``frame`` as Arrow without its geometries, for the formats that store them apart.
+
+    Parameters
+    ----------
+    frame : geopandas.GeoDataFrame
+        The layer.
+    format_name : str
+        The format writing it (named in errors).
+    store : str
+        What it is stored in (named in errors: ``"PostGIS"``, ``"SQLite"``).
+    keep_attrs : bool, default False
+        Whether ``frame.attrs`` goes into the schema's pandas metadata.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        For column names that are not unique as strings, or a column Arrow cannot convert.
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> from shapely.geometry import Point
+    >>> gdf = gpd.GeoDataFrame({"v": [1]}, geometry=[Point(0, 0)], crs="EPSG:4326")
+    >>> plain = plain_table(gdf, "postgis", store="PostGIS")
+    >>> [str(f.type) for f in plain.fields], sorted(plain.geometry_fields)
+    (['int64', 'binary'], [1])
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    geometry_names = [c for c in frame.columns if isinstance(frame[c].dtype, gpd.array.GeometryDtype)]
+    if len(set(map(str, frame.columns))) != len(frame.columns):
+        raise UnsupportedObjectError(f"column names must be unique (as strings) to be stored in {store}")
+    plain = pd.DataFrame(
+        {c: (pd.Series([None] * len(frame), index=frame.index, dtype=object)
+             if c in geometry_names else frame[c]) for c in frame.columns},
+        index=frame.index,
+    )
+    plain.columns = frame.columns
+    if keep_attrs:
+        plain.attrs = dict(frame.attrs)
+    try:
+        table = pa.Table.from_pandas(plain, preserve_index=None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise UnsupportedObjectError(f"format {format_name!r} cannot convert this layer: {exc}") from exc
+    geometry_fields = frozenset(table.schema.get_field_index(str(c)) for c in geometry_names)
+    fields = list(table.schema)
+    for i in geometry_fields:
+        fields[i] = pa.field(fields[i].name, pa.binary())
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    return PlainTable(frame, table, fields, schema, geometry_fields)
 
 
 # -- checks a format runs before writing -------------------------------------------------

@@ -5,7 +5,9 @@ key, its version and how it moves) to the catalog's migration journal; every key
 goes ``pending -> copying -> done``. Run the same job again (same id) after a crash, a
 network failure or a stopped object store, and it carries on with the keys that are not
 done: a byte move skips files already copied and verified, a conversion finds its
-committed copy. Keys migrate in parallel (``max_workers`` threads).
+committed copy. Keys migrate in parallel (``max_workers`` threads); with an active
+``dask.distributed`` client, the workers copy the bytes of byte moves and this process
+keeps every catalog read and write (:mod:`~memories_geo.lifecycle.fanout`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from memories_geo.catalog import is_postgres_url
 from memories_geo.errors import KeyNotFoundError, OptionError
 from memories_geo.events import emit
 from memories_geo.formats.registry import get_format
@@ -179,12 +180,12 @@ def execute_migration(
     max_workers : int
         Keys migrated at once (threads).
     distributed : bool, optional
-        ``True``: fan the keys out over the active ``dask.distributed`` client, one task
-        per key. Each task opens the collection on its worker, so the workers must
-        reach the catalog (a SQLite catalog: workers on this machine, e.g. a
-        ``LocalCluster``) and the tiers. ``False``: threads. ``None`` (default): the
-        active client when there is one and the catalog is shared (PostgreSQL), else
-        threads.
+        ``True``: the active ``dask.distributed`` client's workers copy and verify the
+        bytes of byte moves between tiers every process reaches (object stores), one
+        task per version; the catalog (journal, moves, commits, audit) is only read
+        and written here, so the workers need not reach it
+        (:mod:`~memories_geo.lifecycle.fanout`). ``False``: threads only. ``None``
+        (default): the active client when there is one, else threads.
 
     Returns
     -------
@@ -219,8 +220,6 @@ def execute_migration(
     if dry_run:
         return plan_migration(store, job)
     client = active_client() if distributed or distributed is None else None
-    if distributed is None and not is_postgres_url(str(store.config.catalog)):
-        client = None
     if distributed and client is None:
         raise OptionError("distributed=True needs an active dask.distributed client "
                           "(distributed.Client(...)); leave it out to migrate in threads")
@@ -272,7 +271,7 @@ def _run(
     desc = f"migrate {len(todo)} key(s) {job.source_tier} -> {job.destination_tier}"
     with progress_bar(total, desc) as bar:
         if client is not None:
-            return migrate_on_client(client, store, job, todo, bar)
+            return migrate_on_client(client, store, job, todo, bar, max_workers)
 
         def one(item: MigrationItemRow) -> bool:
             return migrate_key(store, job, item, bar)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from memories_geo.progress import ProgressBar
     from memories_geo.versions import VersionStore
 
-__all__ = ["migrate_key"]
+__all__ = ["fail_key", "finish_key", "migrate_key", "remove_leftover", "start_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ def migrate_key(store: VersionStore, job: MigrationJob, item: MigrationItemRow, 
     True
     """
     catalog = store.catalog
-    catalog.update_migration_item(job.id, item.key, state="copying")
-    emit("migration.key", job=job.id, key=item.key, state="copying")
+    start_key(store, job, item)
     counted = [0]
 
     def on_bytes(n: int) -> None:
@@ -60,18 +59,36 @@ def migrate_key(store: VersionStore, job: MigrationJob, item: MigrationItemRow, 
 
             state, detail = rewrite_key(store, item, job, note_target, on_bytes)
     except Exception as exc:
-        message = redact_text(f"{type(exc).__name__}: {exc}")
-        logger.error("migration %s: %s failed: %s", job.id, item.key, message)
-        catalog.update_migration_item(job.id, item.key, state="failed", error=message)
-        emit("migration.key", job=job.id, key=item.key, state="failed")
+        fail_key(store, job, item, exc)
         return False
     bar.update(max(item.size_bytes - counted[0], 0))
-    catalog.update_migration_item(job.id, item.key, state=state, error=detail,
-                                  bytes_done=item.size_bytes if state == "done" else 0)
+    finish_key(store, job, item, state, detail)
+    return True
+
+
+def start_key(store: VersionStore, job: MigrationJob, item: MigrationItemRow) -> None:
+    """Journal that ``item`` is being copied (its state ``copying``)."""
+    store.catalog.update_migration_item(job.id, item.key, state="copying")
+    emit("migration.key", job=job.id, key=item.key, state="copying")
+
+
+def finish_key(
+    store: VersionStore, job: MigrationJob, item: MigrationItemRow, state: str, detail: str
+) -> None:
+    """Journal the end of ``item``: ``done`` (its bytes counted) or ``skipped`` (``detail`` says why)."""
+    store.catalog.update_migration_item(job.id, item.key, state=state, error=detail,
+                                        bytes_done=item.size_bytes if state == "done" else 0)
     emit("migration.key", job=job.id, key=item.key, state=state)
     if state == "skipped":
         logger.info("migration %s: %s skipped: %s", job.id, item.key, detail)
-    return True
+
+
+def fail_key(store: VersionStore, job: MigrationJob, item: MigrationItemRow, exc: BaseException) -> None:
+    """Log ``exc`` and journal it as ``item``'s error (state ``failed``; a re-run retries the key)."""
+    message = redact_text(f"{type(exc).__name__}: {exc}")
+    logger.error("migration %s: %s failed: %s", job.id, item.key, message)
+    store.catalog.update_migration_item(job.id, item.key, state="failed", error=message)
+    emit("migration.key", job=job.id, key=item.key, state="failed")
 
 
 def _move_key(
@@ -84,13 +101,13 @@ def _move_key(
     if entry.tier == job.source_tier:
         store.move(entry, job.destination_tier, on_bytes=on_bytes)
     elif entry.tier == job.destination_tier:
-        _remove_leftover(store, job.source_tier, entry.path)
+        remove_leftover(store, job.source_tier, entry.path)
     else:
         return "skipped", f"moved to tier {entry.tier!r} meanwhile"
     return "done", ""
 
 
-def _remove_leftover(store: VersionStore, tier: str, path: str) -> None:
+def remove_leftover(store: VersionStore, tier: str, path: str) -> None:
     """Delete the source files of a move committed just before a crash (nothing references them)."""
     if (tier, path) in store.catalog.stored_paths():
         return

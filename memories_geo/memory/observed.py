@@ -63,10 +63,11 @@ class ObservedMixin:
         return self._monitor
 
     def _repr_html_(self) -> str:
+        from memories_geo.monitor.storage_monitor import storage_usage
         from memories_geo.monitor.usage import usage_html
 
         current = self.catalog.current_entries()
-        usage = list(self.monitor.get_storage_usage().values())
+        usage = list(storage_usage(self.version_store, current).values())
         return usage_html(
             usage,
             urls={u.tier: redact_url(self.tiers.tier_config(u.tier).url) for u in usage

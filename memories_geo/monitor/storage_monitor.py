@@ -25,12 +25,13 @@ from memories_geo.awaitable import awaitable_twin
 from memories_geo.backends.base import Capability
 from memories_geo.display import repr_html, section, table
 from memories_geo.monitor.records import OperationLog
-from memories_geo.monitor.usage import USAGE_FIGURES, TierUsage, tier_usage
+from memories_geo.monitor.usage import USAGE_FIGURES, TierUsage, usage_from_totals
 from memories_geo.periodic import PeriodicTask
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from memories_geo.entry import Entry
     from memories_geo.monitor.alerts import Alert, AlertEvent, AlertManager
     from memories_geo.monitor.metrics import PerformanceMetrics
     from memories_geo.operations import OperationRecord
@@ -53,8 +54,10 @@ class MonitoredCollection(Protocol):
     def operation_log(self) -> OperationLog: ...
 
 
-def storage_usage(store: VersionStore) -> dict[str, TierUsage]:
+def storage_usage(store: VersionStore, current: Sequence[Entry] | None = None) -> dict[str, TierUsage]:
     """Usage of every tier: bytes, objects, keys, versions; room left where the tier tells.
+
+    ``current`` is the catalog's current entries when the caller has read them already.
 
     Examples
     --------
@@ -62,14 +65,13 @@ def storage_usage(store: VersionStore) -> dict[str, TierUsage]:
     1048576
     """
     catalog, tiers = store.catalog, store.tiers
-    totals = catalog.tier_totals()
-    usage = tier_usage(catalog.current_entries(), catalog.all_versions(include_retired=True), tiers.names)
+    usage = usage_from_totals(catalog.current_entries() if current is None else current,
+                              catalog.tier_totals(), tiers.names)
     out: dict[str, TierUsage] = {}
     for found in usage:
         config = store.config.tiers.get(found.tier)
         out[found.tier] = replace(
-            found, objects=totals.get(found.tier, {}).get("objects", 0),
-            max_size=config.max_size if config else None,
+            found, max_size=config.max_size if config else None,
             free_bytes=_free_bytes(store, found.tier) if config else None,
         )
     return out

@@ -18,7 +18,7 @@ from memories_geo.display import (
 )
 from memories_geo.entry import Entry
 
-__all__ = ["USAGE_FIGURES", "TierUsage", "tier_usage", "usage_html"]
+__all__ = ["USAGE_FIGURES", "TierUsage", "tier_usage", "usage_from_totals", "usage_html"]
 
 #: Figures of every tier in :meth:`TierUsage.figures`.
 USAGE_FIGURES = (
@@ -139,6 +139,49 @@ def tier_usage(current: Iterable[Entry], stored: Iterable[Entry], tiers: Sequenc
         slot[1] += 1
         slot[3] += entry.size_bytes
     return [TierUsage(name, *slot) for name, slot in counts.items()]
+
+
+def usage_from_totals(
+    current: Iterable[Entry], totals: Mapping[str, Mapping[str, int]], tiers: Sequence[str]
+) -> list[TierUsage]:
+    """Usage of every tier in ``tiers`` (then of any other tier named) from the catalog's totals.
+
+    The versions, bytes and objects of each tier come from ``totals`` (counted by the
+    catalog over every stored version); one pass over the current versions adds the keys
+    and splits the bytes into current and retained. The same figures as
+    :func:`tier_usage`, without reading every stored version.
+
+    Parameters
+    ----------
+    current : iterable of Entry
+        The current version of every key (``catalog.current_entries()``).
+    totals : mapping of str to mapping
+        ``catalog.tier_totals()``: per tier, ``versions``, ``bytes`` and ``objects`` of
+        every stored version, current or not.
+    tiers : sequence of str
+        Tier names, in display order.
+
+    Examples
+    --------
+    >>> totals = {"hot": {"versions": 3, "bytes": 30, "objects": 7}}
+    >>> [(u.tier, u.versions, u.retained_bytes, u.objects) for u in usage_from_totals([], totals, ["hot"])]
+    [('hot', 3, 30, 7)]
+    """
+    counts: dict[str, list[int]] = {name: [0, 0] for name in tiers}
+    for entry in current:
+        slot = counts.setdefault(entry.tier, [0, 0])
+        slot[0] += 1
+        slot[1] += entry.size_bytes
+    for name in totals:
+        counts.setdefault(name, [0, 0])
+    out = []
+    for name, (keys, current_bytes) in counts.items():
+        found = totals.get(name, {})
+        out.append(TierUsage(
+            name, keys=keys, versions=max(found.get("versions", 0), keys), current_bytes=current_bytes,
+            retained_bytes=max(found.get("bytes", 0) - current_bytes, 0), objects=found.get("objects", 0),
+        ))
+    return out
 
 
 def usage_html(

@@ -45,6 +45,7 @@ from memories_geo.versions.commit import Commit
 from memories_geo.versions.fanout import is_abandoned, is_dask_backed, verify_versions
 from memories_geo.versions.orphans import STAGED_GRACE, staged_writer_gone, writer_gone
 from memories_geo.versions.quota import check_quota, estimated_size
+from memories_geo.versions.shared import remove_version_data, shared_owner_paths
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
@@ -309,9 +310,8 @@ class VersionStore:
         return restore_status(self, entry)
 
     def delete_stored(self, fmt: Format, location: Location) -> None:
-        """Delete a version's data, then its record."""
-        fmt.delete(location)
-        location.backend.remove(record_path(location.path))
+        """Delete a version's data, then its record (keeping files later versions share)."""
+        remove_version_data(self, fmt, location)
 
     def abandon(self, fmt: Format, location: Location, staged: StagedVersion) -> None:
         """Remove what a failed save staged: its data, its record, its catalog row."""
@@ -482,7 +482,7 @@ class VersionStore:
             except (TierUnavailableError, OSError) as exc:
                 logger.warning("recover: skipping tier %r, which cannot be listed: %s", tier,
                                redact_text(str(exc)))
-        known = self.catalog.stored_paths()
+        known = self.catalog.stored_paths() | shared_owner_paths(self)
         for tier, (backend, paths) in listed.items():
             for path in paths:
                 if (tier, path) not in known:

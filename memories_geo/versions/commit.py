@@ -104,8 +104,11 @@ class Commit:
     def after_pending(self, manifest: Manifest, result: WriteResult) -> Entry:
         """Commit a write run by dask, from the ``manifest`` assembled from what its tasks reported.
 
+        Files the write shares with an earlier version (``result.manifest``) are added.
+
         Runs in the process that saved (the client of a cluster), against its catalog.
         """
+        manifest = manifest.including(result.manifest)
         emit("save.written", key=self.staged.key, tier=self.staged.tier, format=self.fmt.name,
              bytes=manifest.size_bytes)
         return self(replace(result, manifest=manifest, pending=None))

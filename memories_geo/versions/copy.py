@@ -97,9 +97,10 @@ def copy_version(
     )
     commit = Commit(store, get_format(entry.format), dest, staged, dict(entry.attrs), tuple(entry.tags),
                     exclusive=False)
-    manifest = replace(store.catalog.manifest(entry), stat=None)
+    stored = store.catalog.manifest(entry)
+    manifest = replace(stored.materialized(), stat=None)
     try:
-        files = copy_version_files(source, dest, manifest, on_bytes=on_bytes)
+        files = copy_version_files(source, dest, stored, on_bytes=on_bytes)
         raise_for_problems(f"the copy of {entry.key} v{entry.version} to tier {tier!r}",
                            copy_problems(dest, manifest, files))
     except BaseException as exc:

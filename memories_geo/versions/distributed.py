@@ -8,10 +8,13 @@ What runs where:
 - **the client** (the process that called ``save``) assembles the manifest from those
   reports, then records, commits (one catalog transaction) and publishes, once.
 
-:class:`PendingSave` is the delayed save: its graph ends in the manifest parts, and its
-``__dask_postcompute__`` commits them, which dask runs in the caller of
-``dask.compute`` (or ``pending.compute()``), never on a worker. Verification and
-backups fan out with :func:`memories_geo.versions.fanout.fan_out`.
+:class:`PendingSave` is the delayed save: its graph ends in the manifest parts, and
+``pending.compute()`` gathers them and commits in the calling process. Its
+``__dask_postcompute__`` commits too, but dask (2025+) makes it the graph's last task
+(``FinalizeCompute``): on dask's local schedulers that runs in the caller, with a
+``dask.distributed`` client on a worker, where it refuses to commit (see
+:class:`PendingSave`). Verification and backups fan out with
+:func:`memories_geo.versions.fanout.fan_out`.
 """
 
 from __future__ import annotations
@@ -261,7 +264,7 @@ def complete_write(result: WriteResult, location: Location, *, nbytes: int = 0) 
     parts = _parts(result, location, uuid.uuid4().hex)
     (written,) = compute_with_progress(parts, nbytes=nbytes, desc=_describe(location))
     *manifests, footprint = written
-    return replace(result, manifest=merge_manifests(manifests), pending=None,
+    return replace(result, manifest=merge_manifests(manifests).including(result.manifest), pending=None,
                    footprint=result.footprint if footprint is None else footprint)
 
 

@@ -232,6 +232,9 @@ def copy_checked(
 ) -> list[str]:
     """Copy the files of ``manifest`` from ``src_root`` to ``dst_root`` and verify the copy (a task).
 
+    Files the version shares with another version's folder are read from there; the
+    copy holds every file itself.
+
     Returns
     -------
     list of str
@@ -239,14 +242,14 @@ def copy_checked(
     """
     single = len(manifest.files) == 1 and src_fs.isfile(src_root)
     for relative in manifest.files:
-        source = src_root if single else posixpath.join(src_root, relative)
+        source = src_root if single else manifest.path_of(src_root, relative)
         target = dst_root if single else posixpath.join(dst_root, relative)
         dst_fs.makedirs(posixpath.dirname(target), exist_ok=True)
         with timed(logger, "copy %s -> %s (%d bytes)", source, target, manifest.files[relative].size), \
                 src_fs.open(source, "rb") as fin, dst_fs.open(target, "wb") as fout:
             while block := fin.read(16 * 1024 * 1024):
                 fout.write(block)
-    return verify_manifest_stat(dst_fs, dst_root, manifest)[0]
+    return verify_manifest_stat(dst_fs, dst_root, manifest.materialized())[0]
 
 
 # -- verification ---------------------------------------------------------------------------------

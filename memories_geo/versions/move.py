@@ -25,24 +25,27 @@ import posixpath
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from memories_geo.audit_log import new_record
 from memories_geo.backends.base import Capability, Location, require
 from memories_geo.config import redact_text
+from memories_geo.formats.registry import get_format
 from memories_geo.integrity import raise_for_problems, verify_manifest
 from memories_geo.records import record_path, write_record
 from memories_geo.versions.archive import check_deletable
 
 if TYPE_CHECKING:
+    from memories_geo.catalog import PendingMove
     from memories_geo.entry import Entry
     from memories_geo.integrity import Manifest
     from memories_geo.versions import VersionStore
 
 __all__ = [
-    "COPY_BLOCK", "CopiedFile", "copy_problems", "copy_version_files", "is_single_file", "move_version",
+    "COPY_BLOCK", "CopiedFile", "commit_move", "copy_problems", "copy_version_files", "is_single_file",
+    "move_version", "remove_moved_source",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,9 @@ def copy_version_files(
 ) -> list[CopiedFile]:
     """Copy the files ``manifest`` lists from ``source`` to ``dest``.
 
+    Files the version shares with another version's folder are read from there
+    (:meth:`~memories_geo.integrity.Manifest.path_of`): the copy holds them all.
+
     Within one object store that copies server-side, files are copied there (no digest
     is taken); otherwise each is streamed in :data:`COPY_BLOCK` pieces, several files at
     once, and hashed on the way (the manifest's xxh3, and MD5 to compare with what an
@@ -77,7 +83,7 @@ def copy_version_files(
     single = is_single_file(source, manifest)
     pairs = [
         (rel, source.full_path, dest.full_path) if single
-        else (rel, posixpath.join(source.full_path, rel), posixpath.join(dest.full_path, rel))
+        else (rel, manifest.path_of(source.full_path, rel), posixpath.join(dest.full_path, rel))
         for rel in manifest.files
     ]
     same_store = (
@@ -187,7 +193,8 @@ def move_version(
     require(dest.backend, Capability.FILES, f"moving {entry.key!r} byte for byte to tier {tier!r}")
     require(dest.backend, Capability.WRITES, f"moving {entry.key!r} to tier {tier!r}")
     check_deletable(store, [entry], f"moving {entry.key!r} v{entry.version} off tier {entry.tier!r}")
-    manifest = store.catalog.manifest(entry)
+    stored = store.catalog.manifest(entry)
+    manifest = stored.materialized()
     resumed = any(m.version_id == entry.version_id and m.tier == tier for m in store.catalog.pending_moves())
     move = store.catalog.begin_move(entry.version_id, tier, entry.path, dest.url)
     wrote = False
@@ -198,20 +205,15 @@ def move_version(
             wrote = True
             if there:
                 dest.backend.remove(entry.path)
-            files = copy_version_files(source, dest, manifest, on_bytes=on_bytes)
+            files = copy_version_files(source, dest, stored, on_bytes=on_bytes)
             copied = sum(f.size for f in files)
             raise_for_problems(f"the copy of {entry.key} v{entry.version} to tier {tier!r}",
                                copy_problems(dest, manifest, files))
         elif on_bytes is not None:
             on_bytes(manifest.size_bytes)
         wrote = True
-        store.apply_tier_policies(dest, tier)
-        row = store.catalog.export_rows([entry.version_id])[0]
-        storage_class = store.tiers.tier_config(tier).storage_class
-        write_record(dest.backend, entry.path,
-                     {**row, "tier": tier, "uri": dest.url, "storage_class": storage_class})
-        record = new_record("migrate", detail=f"{entry.tier} -> {tier}, {copied} bytes copied")
-        moved = store.catalog.finish_move(move, audit=record, storage_class=storage_class)
+        moved, record = commit_move(store, entry, dest, move, stored,
+                                    detail=f"{entry.tier} -> {tier}, {copied} bytes copied")
     except BaseException:
         store.catalog.forget_move(entry.version_id)
         if wrote:
@@ -219,12 +221,47 @@ def move_version(
             dest.backend.remove(record_path(entry.path))
         raise
     store.journal(record)
-    try:
-        source.backend.remove(entry.path)
-        source.backend.remove(record_path(entry.path))
-    except Exception as exc:
-        logger.warning("moved %s v%d to %s; its old files stay until recover(): %s", entry.key, entry.version,
-                       tier, redact_text(str(exc)))
+    remove_moved_source(store, entry, source, tier)
     logger.info("moved %s v%d from %s to %s (%d bytes copied)", entry.key, entry.version, entry.tier, tier,
                 copied)
     return moved
+
+
+def commit_move(
+    store: VersionStore, entry: Entry, dest: Location, move: PendingMove, stored: Manifest, *, detail: str,
+) -> tuple[Entry, dict[str, Any]]:
+    """Give a verified copy its tier's policies and record, and point the version at it.
+
+    One catalog transaction re-points the version (with a ``migrate`` audit record);
+    a version that shared files with another version's folder gets its manifest
+    with every file in the copy (:meth:`~memories_geo.integrity.Manifest.materialized`).
+
+    Returns
+    -------
+    tuple
+        The moved entry and the audit record (for the journal).
+    """
+    tier = move.tier
+    manifest = stored.materialized()
+    store.apply_tier_policies(dest, tier)
+    row = store.catalog.export_rows([entry.version_id])[0]
+    storage_class = store.tiers.tier_config(tier).storage_class
+    moved_row = {**row, "tier": tier, "uri": dest.url, "storage_class": storage_class,
+                 "manifest": manifest.to_json()}
+    write_record(dest.backend, entry.path, moved_row)
+    record = new_record("migrate", detail=detail)
+    moved = store.catalog.finish_move(move, audit=record, storage_class=storage_class,
+                                      manifest=manifest if stored.shared else None)
+    return moved, record
+
+
+def remove_moved_source(store: VersionStore, entry: Entry, source: Location, tier: str) -> None:
+    """Delete the source of a committed move, keeping files other versions share from it.
+
+    A failure is logged and leaves the files to ``recover()``.
+    """
+    try:
+        store.delete_stored(get_format(entry.format), source)
+    except Exception as exc:
+        logger.warning("moved %s v%d to %s; its old files stay until recover(): %s", entry.key, entry.version,
+                       tier, redact_text(str(exc)))

@@ -5,15 +5,18 @@
 (stage -> write -> verify -> record), so a failing write raises at its call; nothing
 becomes current until the block ends. Then one catalog transaction
 (:meth:`~memories_geo.catalog.SQLiteCatalog.commit_many`) applies every deletion and
-commits every staged version, with their audit records, and only then are the views of
-publishing formats (PostGIS, SpatiaLite) pointed at the new versions. An exception in
-the block, or :meth:`Transaction.rollback`, removes what was staged and deletes nothing.
+commits every staged version, with their audit records: that is the commit point. An
+exception in the block, a failing catalog transaction, or :meth:`Transaction.rollback`
+removes what was staged and deletes nothing.
 
-What is atomic is the catalog: the current pointers of every key the transaction
-touches move together, or none does. Publishing views comes after (as for a single
-save): a publication that fails reverts every version the transaction committed, and a
-crash between the catalog commit and the views leaves views that
-:meth:`~memories_geo.Memory.recover` re-points.
+After the commit point the transaction is committed, whatever follows: the views of
+publishing formats (PostGIS, SpatiaLite) are pointed at the new versions, the views of
+deleted keys dropped and their data purged. A view that cannot be published (its name
+taken by another table, the server gone) does not undo the commit: the other views are
+still published, the deletions still finished, and the error raised says so (its notes
+name what is committed and which views lag); :meth:`~memories_geo.Memory.recover`
+re-points the lagging views once the cause is removed, as it does after a crash between
+the commit and the views.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from memories_geo.audit_log import new_record
 from memories_geo.backends.base import Capability, Location, require
@@ -309,8 +312,12 @@ class Transaction:
             A ``mode="w-"`` key created, or a deleted key removed, by another writer
             since the call: nothing is committed and the staged versions are removed.
         FormatError, TierUnavailableError
-            Publishing a view failed: every version of the transaction is reverted
-            (its notes name them) and the previous versions stay current.
+            Publishing a view failed *after* the commit: the transaction stays
+            committed (``state == "committed"``, :attr:`entries` set; ``mem.open``,
+            ``mem.search`` and the catalog show every save and deletion), the other
+            views are published and the deleted data purged; the error's notes name
+            the committed versions and each view left behind, which ``mem.recover()``
+            re-points once the cause is removed.
         """
         self._check_open()
         store = self.store
@@ -343,12 +350,14 @@ class Transaction:
         for entry in committed:
             emit("save.committed", key=entry.key, version=entry.version, tier=entry.tier,
                  format=entry.format, bytes=entry.size_bytes, transaction=self.id)
-        self._publish(committed)
+        unpublished = self._publish(committed)
         self._forget_deleted(removed, purge, {e.key for e in committed})
         emit("transaction.committed", transaction=self.id, keys=[e.key for e in committed],
              deleted=[d.key for d in self._deletions])
         logger.info("transaction %s committed: %d version(s) saved, %d deletion(s)", self.id, count,
                     len(self._deletions))
+        if unpublished:
+            self._raise_unpublished(committed, unpublished)
         return committed
 
     def rollback(self) -> None:
@@ -379,45 +388,42 @@ class Transaction:
                 logger.warning("transaction %s: could not audit %s: %s", self.id, s.plan.key,
                                redact_text(str(exc)))
 
-    def _publish(self, committed: Sequence[Entry]) -> None:
+    def _publish(self, committed: Sequence[Entry]) -> list[tuple[Entry, Exception]]:
+        """Point every view at its key's new version; return the views that could not be."""
         last = {entry.key: entry for entry in committed}
+        failed: list[tuple[Entry, Exception]] = []
         for entry in last.values():
             try:
                 self.store.publish(entry)
-            except BaseException as exc:
-                self._revert(committed, entry, exc)
-        for entry in committed:
+            except Exception as exc:
+                logger.error("transaction %s: committed, but the view of %s v%d was not published: %s",
+                             self.id, entry.key, entry.version, redact_text(f"{type(exc).__name__}: {exc}"))
+                failed.append((entry, exc))
+                continue
             emit("save.published", key=entry.key, version=entry.version, transaction=self.id)
+        return failed
 
-    def _revert(self, committed: Sequence[Entry], failed: Entry, exc: BaseException) -> None:
-        """Undo the commit of every version of the transaction (a view could not be published)."""
-        store, reverted, unreferenced = self.store, [], []
-        for entry in reversed(committed):
-            record = new_record("save", key=entry.key, outcome="error", detail=(
-                f"transaction {self.id}: publishing {failed.key!r} failed, commit reverted"))
-            try:
-                if store.catalog.revert_commit(entry, audit=record):
-                    unreferenced.append(entry)
-                store.journal(record)
-                reverted.append(f"{entry.key} v{entry.version}")
-            except Exception as cleanup:
-                logger.warning("transaction %s: reverting %s v%d failed (recover() finishes it): %s",
-                               self.id, entry.key, entry.version, redact_text(str(cleanup)))
-        for key in dict.fromkeys(e.key for e in committed):
-            try:
-                self.store.publish(store.catalog.current(key))
-            except Exception:
-                for entry in committed:
-                    if entry.key == key:
-                        self._quietly(store.unpublish, entry)
-        for entry in unreferenced:
-            self._quietly(store.purge, [entry])
-        error = library_error(exc, f"publishing {failed.key!r} v{failed.version} (transaction {self.id})")
-        error.add_note(f"transaction {self.id} reverted: {', '.join(reverted) or 'nothing'}; "
-                       "the previous versions are current again")
-        if self._deletions:
-            error.add_note("its deletions stay applied: " + ", ".join(
-                d.key if d.version is None else f"{d.key} v{d.version}" for d in self._deletions))
+    def _raise_unpublished(
+        self, committed: Sequence[Entry], failed: Sequence[tuple[Entry, Exception]]
+    ) -> NoReturn:
+        """Raise the first publication error, with notes saying what is committed and what lags."""
+        entry, exc = failed[0]
+        error = library_error(exc, f"publishing {entry.key!r} v{entry.version} (transaction {self.id})")
+        saved = ", ".join(f"{e.key} v{e.version}" for e in committed) or "no version"
+        deleted = ", ".join(d.key if d.version is None else f"{d.key} v{d.version}" for d in self._deletions)
+        error.add_note(f"transaction {self.id} is committed: {saved} current"
+                       + (f"; deleted: {deleted}" if deleted else "")
+                       + " (mem.open, mem.search and the catalog show it)")
+        for lagging, cause in failed:
+            error.add_note(f"the view of {lagging.key!r} does not show v{lagging.version}: "
+                           + redact_text(f"{type(cause).__name__}: {cause}"))
+        error.add_note("remove the cause, then run mem.recover() to re-point the views")
+        try:
+            self.store.audit("save", key=entry.key, version=entry.version, outcome="error",
+                             detail=f"transaction {self.id}: committed, {len(failed)} view(s) not published")
+        except Exception as audit_error:
+            logger.warning("transaction %s: could not audit the unpublished views: %s", self.id,
+                           redact_text(str(audit_error)))
         if error is exc:
             raise exc
         raise error from exc

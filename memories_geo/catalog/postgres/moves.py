@@ -16,6 +16,7 @@ from memories_geo.catalog.postgres.queries import entries
 from memories_geo.catalog.sqlite_moves import PendingMove
 from memories_geo.entry import Entry
 from memories_geo.errors import KeyNotFoundError
+from memories_geo.integrity import Manifest
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,11 +47,13 @@ class PostgresMoves:
 
     def finish_move(
         self, move: PendingMove, audit: MutableMapping[str, Any] | None = None, *,
-        storage_class: str | None = None,
+        storage_class: str | None = None, manifest: Manifest | None = None,
     ) -> Entry:
         """Point the version at its verified copy, in one transaction; return the moved entry.
 
-        ``storage_class`` is the one its copied objects were given on the new tier.
+        ``storage_class`` is the one its copied objects were given on the new tier;
+        ``manifest`` replaces the stored one (same files and digests, now all in the
+        copy's own folder: see :meth:`~memories_geo.integrity.Manifest.materialized`).
 
         Raises
         ------
@@ -74,6 +77,9 @@ class PostgresMoves:
                        "stat_fingerprint = NULL WHERE id = %s"),
                 (move.tier, move.path, move.uri, storage_class, found[0]),
             )
+            if manifest is not None:
+                cur.execute(db.sql("UPDATE {manifests} SET manifest = %s WHERE version_pk = %s"),
+                            (manifest.to_json(), found[0]))
             entry = entries(cur, db, "v.id = %s", (found[0],))[0]
             if audit is not None:
                 audit.update(key=entry.key, version=entry.version, version_id=entry.version_id)

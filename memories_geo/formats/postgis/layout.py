@@ -17,6 +17,7 @@ import numpy as np
 
 from memories_geo.backends.postgres import safe_identifier
 from memories_geo.errors import UnsupportedObjectError
+from memories_geo.formats._vector import plain_table
 from memories_geo.formats.postgis.geometry import ewkb, merge_summaries, summarize
 from memories_geo.formats.postgis.types import (
     TIME_TYPES,
@@ -69,28 +70,11 @@ class Prepared:
     """
 
     def __init__(self, frame: gpd.GeoDataFrame, base: dict[str, Any]) -> None:
-        import pandas as pd
         import pyarrow as pa
 
         self.frame = frame
-        geometry_names = [c for c in frame.columns if isinstance(frame[c].dtype, gpd.array.GeometryDtype)]
-        if len(set(map(str, frame.columns))) != len(frame.columns):
-            raise UnsupportedObjectError("column names must be unique (as strings) to be stored in PostGIS")
-        plain = pd.DataFrame(
-            {c: (pd.Series([None] * len(frame), index=frame.index, dtype=object)
-                 if c in geometry_names else frame[c]) for c in frame.columns},
-            index=frame.index,
-        )
-        plain.columns = frame.columns
-        try:
-            table = pa.Table.from_pandas(plain, preserve_index=None)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise UnsupportedObjectError(f"format 'postgis' cannot convert this layer: {exc}") from exc
-        geometry_fields = {table.schema.get_field_index(str(c)) for c in geometry_names}
-        fields = list(table.schema)
-        for i in geometry_fields:
-            fields[i] = pa.field(fields[i].name, pa.binary())
-        schema = pa.schema(fields, metadata=table.schema.metadata)
+        plain = plain_table(frame, "postgis", store="PostGIS")
+        table, fields, geometry_fields = plain.table, plain.fields, plain.geometry_fields
         names = {f.name for f in fields}
         row_id = ROW_ID
         while row_id in names:
@@ -110,10 +94,7 @@ class Prepared:
             column = free_identifier(field.name)
             entry: dict[str, Any] = {"name": field.name, "column": column}
             if i in geometry_fields:
-                series = frame[next(c for c in geometry_names if str(c) == field.name)]
-                if series.crs is None:
-                    raise UnsupportedObjectError(f"geometry column {field.name!r} has no CRS; set one first")
-                values = np.asarray(series.values._data)
+                series, values = plain.geometry(field.name)
                 entry.update(geometry=True, crs=series.crs.to_json(), summary=summarize(values))
             else:
                 entry["type"] = pg_type(field, field.name)[0]
@@ -127,7 +108,7 @@ class Prepared:
         self.table = table
         self.info: dict[str, Any] = {
             **base,
-            "schema": b64encode(schema.serialize().to_pybytes()),
+            "schema": b64encode(plain.schema.serialize().to_pybytes()),
             "dictionaries": dictionaries,
             "columns": columns,
             "row_id": row_id,

@@ -25,6 +25,7 @@ import numpy as np
 
 from memories_geo.backends.postgres.names import short_hash
 from memories_geo.errors import UnsupportedObjectError
+from memories_geo.formats._vector import plain_table
 from memories_geo.formats.postgis.geometry import summarize
 from memories_geo.formats.postgis.layout import schema_of
 from memories_geo.formats.postgis.types import b64encode, serialize_array
@@ -184,30 +185,12 @@ class Prepared:
     """
 
     def __init__(self, frame: gpd.GeoDataFrame, base: dict[str, Any]) -> None:
-        import pandas as pd
         import pyarrow as pa
         import shapely
 
         self.frame = frame
-        geometry_names = [c for c in frame.columns if isinstance(frame[c].dtype, gpd.array.GeometryDtype)]
-        if len(set(map(str, frame.columns))) != len(frame.columns):
-            raise UnsupportedObjectError("column names must be unique (as strings) to be stored in SQLite")
-        plain = pd.DataFrame(
-            {c: (pd.Series([None] * len(frame), index=frame.index, dtype=object)
-                 if c in geometry_names else frame[c]) for c in frame.columns},
-            index=frame.index,
-        )
-        plain.columns = frame.columns
-        plain.attrs = dict(frame.attrs)
-        try:
-            table = pa.Table.from_pandas(plain, preserve_index=None)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise UnsupportedObjectError(f"format 'spatialite' cannot convert this layer: {exc}") from exc
-        geometry_fields = {table.schema.get_field_index(str(c)) for c in geometry_names}
-        fields = list(table.schema)
-        for i in geometry_fields:
-            fields[i] = pa.field(fields[i].name, pa.binary())
-        schema = pa.schema(fields, metadata=table.schema.metadata)
+        plain = plain_table(frame, "spatialite", store="SQLite", keep_attrs=True)
+        table, fields, geometry_fields = plain.table, plain.fields, plain.geometry_fields
         used = {ROW_ID}
         columns, dictionaries, self.values = [], {}, []
         for i, field in enumerate(fields):
@@ -227,10 +210,7 @@ class Prepared:
         self.geometries: list[tuple[dict[str, Any], list[Any], list[Any] | None]] = []
         for i in sorted(geometry_fields):
             name = fields[i].name
-            series = frame[next(c for c in geometry_names if str(c) == name)]
-            if series.crs is None:
-                raise UnsupportedObjectError(f"geometry column {name!r} has no CRS; set one first")
-            values = np.asarray(series.values._data)
+            series, values = plain.geometry(name)
             column = _geometry_column(name, used)
             used.add(column.lower())
             summary = summarize(values)
@@ -261,7 +241,7 @@ class Prepared:
         columns.sort(key=lambda e: order[e["name"]])
         self.info: dict[str, Any] = {
             **base,
-            "schema": b64encode(schema.serialize().to_pybytes()),
+            "schema": b64encode(plain.schema.serialize().to_pybytes()),
             "dictionaries": dictionaries,
             "columns": columns,
             "row_id": ROW_ID,

@@ -38,7 +38,7 @@ from memories_geo.formats.zarr.encoding import (
     zarr_codec,
 )
 from memories_geo.formats.zarr.layout import CHUNK_BYTES, SHARD_BYTES, SHARDED_LEVELS, choose_chunks
-from memories_geo.integrity import Manifest
+from memories_geo.integrity import FileDigest, build_manifest
 from memories_geo.types import Kind
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ class ZarrFormat(FileFormat):
         options : WriteOptions
             Mode, compression level, encoding, append dimension and CRS. With
             ``compute=False`` the metadata is written now and the chunk writes are
-            returned as ``WriteResult.pending`` (a ``dask.delayed`` object). Format
+            returned as ``WriteResult.pending`` (a ``dask.delayed`` object), with the
+            files shared with the previous version as its manifest. Format
             keyword ``region=`` (a mapping of dimension to slice, or ``"auto"``)
             with ``mode="a"`` overwrites that region of the previous version; other
             format keywords go to ``to_zarr``.
@@ -144,7 +145,11 @@ class ZarrFormat(FileFormat):
         Returns
         -------
         WriteResult
-            Manifest (empty while a write is pending), footprint and ``object_info``.
+            Manifest, footprint and ``object_info``. The manifest takes the digests of
+            what was uploaded as it was uploaded (object stores reached through
+            obstore) and hashes the rest; an append or region write on an object store
+            lists the files it shares with the previous version
+            (:attr:`~memories_geo.integrity.Manifest.shared`), which it did not copy.
 
         Raises
         ------
@@ -182,17 +187,20 @@ class ZarrFormat(FileFormat):
                 "appending (mode='a') is supported for Dataset and DataArray, not DataTree; "
                 "save the combined tree with mode='w'"
             )
+        digests: dict[str, FileDigest] = {}
         if options.mode == "a" and region is not None:
-            footprint, info, pending = write_region(obj, location, options, region, extra)
+            written = write_region(obj, location, options, region, extra, digests=digests)
         elif options.mode == "a":
-            footprint, info, pending = append(obj, location, options, extra)
+            written = append(obj, location, options, extra, digests=digests)
         elif isinstance(obj, xr.DataTree):
-            footprint, info, pending = write_tree(obj, location, options, extra, layout)
+            written = write_tree(obj, location, options, extra, layout, digests=digests)
         else:
-            footprint, info, pending = write_new(obj, location, options, extra, layout)
-        if not options.compute and pending is not None:
-            return WriteResult(manifest=Manifest(), footprint=footprint, object_info=info, pending=pending)
-        return WriteResult(manifest=self.manifest(location), footprint=footprint, object_info=info)
+            written = write_new(obj, location, options, extra, layout, digests=digests)
+        if not options.compute and written.pending is not None:
+            return WriteResult(manifest=written.carried, footprint=written.footprint,
+                               object_info=written.info, pending=written.pending)
+        manifest = build_manifest(location.fs, location.full_path, known=digests, shared=written.carried)
+        return WriteResult(manifest=manifest, footprint=written.footprint, object_info=written.info)
 
     def open(self, location: Location, object_info: Mapping[str, Any], request: OpenRequest) -> Any:
         """Open a stored version lazily (dask-backed), as the type that was saved.

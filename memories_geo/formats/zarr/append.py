@@ -21,20 +21,24 @@ from memories_geo.formats.zarr.copy_on_write import (
 from memories_geo.formats.zarr.encoding import merge_encoding, user_encoding
 from memories_geo.formats.zarr.layout import align_to_region, apply_layout
 from memories_geo.formats.zarr.reader import open_version
-from memories_geo.formats.zarr.store import open_group, write_zarr
+from memories_geo.formats.zarr.shared import SHARES_FILES
+from memories_geo.formats.zarr.store import Written, open_group, write_zarr
 from memories_geo.formats.zarr.writer import checked_crs
+from memories_geo.integrity import Manifest
 from memories_geo.query import OpenRequest
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Location
     from memories_geo.formats.base import WriteOptions
+    from memories_geo.integrity import FileDigest
 
 __all__ = ["append", "write_region"]
 
-Written = tuple[Footprint, Mapping[str, Any], Any]
 
-
-def append(obj: Any, location: Location, options: WriteOptions, extra: Mapping[str, Any]) -> Written:
+def append(
+    obj: Any, location: Location, options: WriteOptions, extra: Mapping[str, Any], *,
+    digests: dict[str, FileDigest] | None = None,
+) -> Written:
     """New version at ``location``: the previous one plus ``obj`` along ``options.append_dim``.
 
     Raises
@@ -66,7 +70,7 @@ def append(obj: Any, location: Location, options: WriteOptions, extra: Mapping[s
     prepared.attrs = {**old_attrs, INFO_ATTR: info}
     group = open_group(previous)
     rewritten, skipped = append_targets(group, prepared, options.append_dim)
-    copy_version(previous, location, rewritten=rewritten, skipped=skipped)
+    carried = copy_version(previous, location, rewritten=rewritten, skipped=skipped)
     existing = set(group.array_keys())
     user = user_encoding(obj, options.encoding, info)
     defaults = merge_encoding(prepared, options.compression, {})
@@ -82,8 +86,9 @@ def append(obj: Any, location: Location, options: WriteOptions, extra: Mapping[s
         encoding=encoding,
         extra=extra,
         append_dim=options.append_dim,
+        digests=digests,
     )
-    return _footprint(location, info), info, pending
+    return Written(_footprint(location, info, carried), _with_sharing(info, carried), pending, carried)
 
 
 def write_region(
@@ -92,6 +97,8 @@ def write_region(
     options: WriteOptions,
     region: Mapping[str, Any] | str,
     extra: Mapping[str, Any],
+    *,
+    digests: dict[str, FileDigest] | None = None,
 ) -> Written:
     """New version at ``location``: the previous one with ``region`` overwritten by ``obj``.
 
@@ -110,7 +117,7 @@ def write_region(
             "the stored chunks and codecs"
         )
     group = open_group(previous)
-    stored = open_version(previous, old_info, OpenRequest())
+    stored = open_version(previous, {**old_info, SHARES_FILES: True}, OpenRequest())
     slices = resolve_region(ds, stored, region)
     prepared, _ = prepare(ds)
     outside = [
@@ -129,7 +136,7 @@ def write_region(
     prepared.attrs = {}
     prepared = align_to_region(prepared, group, slices)
     rewritten, skipped = region_targets(group, prepared, slices)
-    copy_version(previous, location, rewritten=rewritten, skipped=skipped)
+    carried = copy_version(previous, location, rewritten=rewritten, skipped=skipped)
     pending = write_zarr(
         prepared,
         location,
@@ -137,8 +144,10 @@ def write_region(
         compute=options.compute,
         extra={"safe_chunks": False, **extra},
         region=slices,
+        digests=digests,
     )
-    return _footprint(location, old_info), old_info, pending
+    footprint = _footprint(location, old_info, carried)
+    return Written(footprint, _with_sharing(old_info, carried), pending, carried)
 
 
 def _previous(obj: Any, options: WriteOptions) -> tuple[Location, dict[str, Any], Mapping[str, Any]]:
@@ -158,7 +167,15 @@ def _previous(obj: Any, options: WriteOptions) -> tuple[Location, dict[str, Any]
     return previous, old_attrs, old_info
 
 
-def _footprint(location: Location, info: Mapping[str, Any]) -> Footprint:
+def _footprint(location: Location, info: Mapping[str, Any], carried: Manifest) -> Footprint:
     """Footprint of the combined version, from its coordinates."""
-    combined = open_version(location, info, OpenRequest(), checked=False)
+    combined = open_version(location, info, OpenRequest(), checked=False, shared=carried.shared)
     return xarray_footprint(combined)
+
+
+def _with_sharing(info: Mapping[str, Any], carried: Manifest) -> dict[str, Any]:
+    """``info`` flagged when the version shares files with the one it extends."""
+    flagged = {k: v for k, v in info.items() if k != SHARES_FILES}
+    if carried.shared:
+        flagged[SHARES_FILES] = True
+    return flagged

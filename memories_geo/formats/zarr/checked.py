@@ -13,7 +13,6 @@ a key is found missing, so intact versions cost nothing more to read.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import posixpath
 import time
@@ -23,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from zarr.storage import LocalStore, WrapperStore
 
 from memories_geo.errors import ChecksumMismatchError
+from memories_geo.formats.zarr.shared import SharedFilesStore, recorded_manifest
 from memories_geo.formats.zarr.store import zarr_store
+from memories_geo.integrity import Manifest
 from memories_geo.records import record_path
 
 if TYPE_CHECKING:
@@ -38,8 +39,12 @@ logger = logging.getLogger(__name__)
 METADATA_KEYS = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 
 
-def checked_store(location: Location) -> ManifestCheckedStore:
+def checked_store(location: Location, *, shares: bool = False) -> ManifestCheckedStore:
     """A read-only store of the version at ``location`` on which a lost chunk raises.
+
+    ``shares=True`` (the version's ``object_info`` says it shares files with an earlier
+    version) reads the version's manifest first and reads the shared keys from the
+    versions holding them (:class:`~memories_geo.formats.zarr.shared.SharedFilesStore`).
 
     Examples
     --------
@@ -51,7 +56,11 @@ def checked_store(location: Location) -> ManifestCheckedStore:
         if location.is_local
         else zarr_store(location, read_only=True)
     )
-    return ManifestCheckedStore(inner, WrittenFiles(location), tally=location.reads)
+    written = WrittenFiles(location)
+    if shares:
+        inner = SharedFilesStore(inner, location, lambda: written.shared,
+                                 open_store=lambda owner: zarr_store(owner, read_only=True))
+    return ManifestCheckedStore(inner, written, tally=location.reads)
 
 
 class WrittenFiles:
@@ -75,8 +84,15 @@ class WrittenFiles:
 
     def __init__(self, location: Location) -> None:
         self.location = location
-        self._files: frozenset[str] | None = None
+        self._manifest: Manifest | None = None
         self._loaded = False
+
+    @property
+    def shared(self) -> dict[str, str]:
+        """Files the version shares with earlier versions -> owner folder (``Manifest.shared``)."""
+        if not self._loaded:
+            self._manifest, self._loaded = self._load("zarr.json"), True
+        return dict(self._manifest.shared) if self._manifest is not None else {}
 
     def lists(self, key: str) -> bool:
         """Whether the version's manifest lists ``key`` (a path relative to the version).
@@ -89,20 +105,13 @@ class WrittenFiles:
             When the record exists but cannot be read, so that it cannot be told.
         """
         if not self._loaded:
-            self._files, self._loaded = self._load(key), True
-        return self._files is not None and key in self._files
+            self._manifest, self._loaded = self._load(key), True
+        return self._manifest is not None and key in self._manifest.files
 
-    def _load(self, key: str) -> frozenset[str] | None:
+    def _load(self, key: str) -> Manifest | None:
         path = record_path(self.location.path)
         try:
-            data = self.location.backend.read_bytes(path)
-        except FileNotFoundError:
-            logger.warning("%s: %r is not stored and the version has no record listing the files "
-                           "written; missing chunks read as the fill value", self.location.url, key)
-            return None
-        try:
-            manifest = json.loads(data)["manifest"]
-            files = (json.loads(manifest) if isinstance(manifest, str) else manifest)["files"]
+            manifest = recorded_manifest(self.location)
         except (ValueError, KeyError, TypeError) as exc:
             raise ChecksumMismatchError(
                 f"{self.location.url}: {key!r} is not stored, and the version record "
@@ -110,7 +119,10 @@ class WrittenFiles:
                 f"({type(exc).__name__}), so whether it was ever written cannot be told; "
                 "mem.verify(key) checks the version"
             ) from exc
-        return frozenset(str(name) for name in files)
+        if manifest is None:
+            logger.warning("%s: %r is not stored and the version has no record listing the files "
+                           "written; missing chunks read as the fill value", self.location.url, key)
+        return manifest
 
 
 class ManifestCheckedStore(WrapperStore):

@@ -3,7 +3,8 @@
 Files the write replaces entirely are not carried; files it rewrites in part and every
 metadata document are real copies; every other file is shared: a hard link on a local
 filesystem (versions are immutable, and zarr replaces files by rename, never in place),
-a server-side copy on the same object store, else a streamed copy.
+a reference in the manifest on another store of the same tier (nothing copied), else a
+streamed copy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.errors import FormatError
+from memories_geo.formats.zarr.shared import recorded_manifest
+from memories_geo.integrity import Manifest
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -131,44 +134,71 @@ def resolve_region(ds: xr.Dataset, stored: Any, region: Mapping[str, Any] | str)
 
 def copy_version(
     source: Location, target: Location, *, rewritten: set[str], skipped: set[str]
-) -> None:
-    """Carry the files of ``source`` into the new version ``target``.
+) -> Manifest:
+    """Carry the files of ``source`` into the new version ``target``; return what is shared.
 
     Files in ``skipped`` are about to be replaced entirely and are not carried. Files
-    in ``rewritten`` and every metadata document (``zarr.json``) are real copies;
-    every other file is shared: a hard link on a local filesystem (versions are
-    immutable, and zarr replaces files by rename, never in place), a server-side copy
-    on the same object store, else a streamed copy.
+    in ``rewritten`` and every metadata document (``zarr.json``) are real copies.
+    Every other file is shared: a hard link on a local filesystem (versions are
+    immutable, and zarr replaces files by rename, never in place); on another store
+    of the same tier it is not copied at all: the new version's manifest lists it
+    with the folder holding it (the source's, or the one the source shares it from),
+    read from there (:mod:`memories_geo.formats.zarr.shared`). Between tiers, a
+    streamed copy.
+
+    Returns
+    -------
+    Manifest
+        The shared files (digests from the source's manifest, and
+        :attr:`~memories_geo.integrity.Manifest.shared`); empty when nothing is shared.
     """
     src_root = source.full_path.rstrip("/")
     dst_root = target.full_path.rstrip("/")
-    relative = [
-        posixpath.relpath(p, src_root)
-        for p, detail in source.fs.find(src_root, detail=True).items()
-        if detail["type"] == "file"
-    ]
+    manifest = recorded_manifest(source)
+    if manifest is None:
+        relative = [
+            posixpath.relpath(p, src_root)
+            for p, detail in source.fs.find(src_root, detail=True).items()
+            if detail["type"] == "file"
+        ]
+        manifest = Manifest()
+    else:
+        relative = sorted(manifest.files)
     carried = [r for r in relative if r not in skipped]
+    copied = [r for r in carried if r in rewritten or posixpath.basename(r) == "zarr.json"]
     if source.is_local and target.is_local:
         for rel in carried:
-            src, dst = os.path.join(src_root, rel), os.path.join(dst_root, rel)
+            src, dst = manifest.path_of(src_root, rel), os.path.join(dst_root, rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            if rel in rewritten or posixpath.basename(rel) == "zarr.json":
+            if rel in copied:
                 shutil.copyfile(src, dst)
                 continue
             try:
                 os.link(src, dst)
             except OSError:
                 shutil.copyfile(src, dst)
-        return
+        return Manifest()
+    same_tier = source.backend is target.backend or (
+        source.backend.url_for("") == target.backend.url_for("")
+        and source.storage_options == target.storage_options
+    )
+    if same_tier and manifest.files:
+        owner = posixpath.basename(src_root)
+        shared = {r: manifest.shared.get(r, owner) for r in carried if r not in copied}
+        if copied:
+            source.fs.copy([manifest.path_of(src_root, r) for r in copied],
+                           [posixpath.join(dst_root, r) for r in copied])
+        return Manifest({r: manifest.files[r] for r in shared}, shared=shared)
     same_store = source.fs is target.fs or (
         source.fs.protocol == target.fs.protocol and source.storage_options == target.storage_options
     )
     if same_store and carried:
         source.fs.copy(
-            [posixpath.join(src_root, r) for r in carried],
+            [manifest.path_of(src_root, r) for r in carried],
             [posixpath.join(dst_root, r) for r in carried],
         )
-        return
+        return Manifest()
     for rel in carried:
-        target.fs.pipe_file(posixpath.join(dst_root, rel), source.fs.cat_file(posixpath.join(src_root, rel)))
-
+        data = source.fs.cat_file(manifest.path_of(src_root, rel))
+        target.fs.pipe_file(posixpath.join(dst_root, rel), data)
+    return Manifest()

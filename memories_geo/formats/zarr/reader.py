@@ -9,6 +9,7 @@ from memories_geo.errors import OptionError
 from memories_geo.formats.zarr.cf import DATAARRAY_VARIABLE, restore
 from memories_geo.formats.zarr.checked import checked_store
 from memories_geo.formats.zarr.select import select_dataset, select_tree, select_variables
+from memories_geo.formats.zarr.shared import SHARES_FILES, SharedFilesStore
 from memories_geo.formats.zarr.store import zarr_store
 
 if TYPE_CHECKING:
@@ -19,7 +20,8 @@ __all__ = ["open_version"]
 
 
 def open_version(
-    location: Location, object_info: Mapping[str, Any], request: OpenRequest, *, checked: bool = True
+    location: Location, object_info: Mapping[str, Any], request: OpenRequest, *, checked: bool = True,
+    shared: Mapping[str, str] | None = None,
 ) -> Any:
     """Open the Zarr group at ``location`` (dask-backed) and restrict it to ``request``.
 
@@ -35,6 +37,9 @@ def open_version(
     checked : bool
         Refuse to read a chunk the version's manifest lists and the store lacks
         (default). ``False`` for a version still being written, which has no manifest.
+    shared : mapping, optional
+        With ``checked=False``: the files the version shares with earlier versions
+        (key -> owner folder), read from there.
 
     Returns
     -------
@@ -62,7 +67,13 @@ def open_version(
             f"columns= selects data variables of a Dataset; this is a {kind}"
             + ("; select nodes of the opened tree instead" if kind == "DataTree" else "")
         )
-    store: Any = checked_store(location) if checked else zarr_store(location, read_only=True)
+    if checked:
+        store: Any = checked_store(location, shares=bool(object_info.get(SHARES_FILES)))
+    else:
+        store = zarr_store(location, read_only=True)
+        if shared:
+            store = SharedFilesStore(store, location, shared,
+                                     open_store=lambda owner: zarr_store(owner, read_only=True))
     decode_times = _time_decoder(nodes)
     if kind == "DataTree":
         tree = xr.open_datatree(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from zarr.storage import ObjectStore
 
+from memories_geo.footprint import Footprint
+from memories_geo.integrity import FileDigest, Manifest, hash_bytes
 from memories_geo.progress import compute as compute_with_progress
 from memories_geo.progress import progress_enabled
 
@@ -16,10 +18,26 @@ if TYPE_CHECKING:
 
     from memories_geo.backends.base import Location
 
-__all__ = ["AttributedObjectStore", "open_group", "write_zarr", "zarr_store"]
+__all__ = ["AttributedObjectStore", "Written", "open_group", "write_zarr", "zarr_store"]
 
 
-def zarr_store(location: Location, *, read_only: bool = False) -> Any:
+class Written(NamedTuple):
+    """What writing a version did.
+
+    Its footprint and ``object_info``, the chunk writes left pending
+    (``compute=False``), and the files it shares with the version it extends (an
+    empty manifest when it shares none).
+    """
+
+    footprint: Footprint
+    info: Mapping[str, Any]
+    pending: Any
+    carried: Manifest = Manifest()
+
+
+def zarr_store(
+    location: Location, *, read_only: bool = False, digests: dict[str, FileDigest] | None = None
+) -> Any:
     """The zarr store of ``location``: the fastest client the tier can be reached through.
 
     A plain path for local directories (zarr's ``LocalStore``). On a tier with a read
@@ -27,6 +45,10 @@ def zarr_store(location: Location, *, read_only: bool = False) -> Any:
     Azure tier whose settings obstore can honour (see
     :func:`memories_geo.backends.objectstore.object_store_settings`), an
     :class:`AttributedObjectStore`; else an ``FsspecStore`` on the tier's filesystem.
+
+    ``digests``, when given, receives the size and digest of every object an
+    :class:`AttributedObjectStore` uploads (key -> digest), so the version's manifest
+    needs no read-back of what was just written.
     """
     if location.is_local:
         return location.full_path
@@ -39,7 +61,8 @@ def zarr_store(location: Location, *, read_only: bool = False) -> Any:
 
     client = object_store_client(location.files, location.path)
     if client is not None:
-        return AttributedObjectStore(client.store, attributes=client.attributes, read_only=read_only)
+        return AttributedObjectStore(client.store, attributes=client.attributes, read_only=read_only,
+                                     digests=digests)
     return FsspecStore.from_url(
         location.fs.unstrip_protocol(location.full_path),
         storage_options=dict(location.storage_options),
@@ -58,6 +81,9 @@ class AttributedObjectStore(ObjectStore):
         Sent with every ``put`` (``{"Storage-Class": "STANDARD_IA"}``).
     read_only : bool
         Refuse writes.
+    digests : dict, optional
+        Filled with the size and digest of every uploaded object, by key (the bytes
+        are hashed as they are handed to the upload).
 
     Examples
     --------
@@ -67,21 +93,33 @@ class AttributedObjectStore(ObjectStore):
     """
 
     def __init__(
-        self, store: Any, *, attributes: Mapping[str, str] | None = None, read_only: bool = False
+        self, store: Any, *, attributes: Mapping[str, str] | None = None, read_only: bool = False,
+        digests: dict[str, FileDigest] | None = None,
     ) -> None:
         super().__init__(store, read_only=read_only)
         self.attributes = dict(attributes or {})
+        self.digests = digests
 
     def with_read_only(self, read_only: bool = False) -> AttributedObjectStore:
         """The same store, read-only or not."""
-        return type(self)(self.store, attributes=self.attributes, read_only=read_only)
+        return type(self)(self.store, attributes=self.attributes, read_only=read_only, digests=self.digests)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the digests: a copy on another process uploads for itself."""
+        state = super().__getstate__()
+        state["digests"] = None
+        return state
 
     async def set(self, key: str, value: Any) -> None:
         """Upload ``value`` at ``key`` (one request, or a multipart upload completed at once)."""
         import obstore
 
         self._check_writable()
-        await obstore.put_async(self.store, key, value.as_buffer_like(), attributes=self.attributes or None)
+        data = value.as_buffer_like()
+        await obstore.put_async(self.store, key, data, attributes=self.attributes or None)
+        if self.digests is not None:
+            view = memoryview(data).cast("B")
+            self.digests[key] = FileDigest(len(view), hash_bytes(view))
 
     async def set_if_not_exists(self, key: str, value: Any) -> None:
         """Upload ``value`` at ``key`` unless something is stored there."""
@@ -111,6 +149,7 @@ def write_zarr(
     compute: bool,
     encoding: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    digests: dict[str, FileDigest] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Write ``obj`` as a Zarr v3 group at ``location`` with xarray's ``to_zarr``.
@@ -133,6 +172,9 @@ def write_zarr(
         Per-variable (per-node for a tree) encoding.
     extra : mapping, optional
         The caller's own ``to_zarr`` keywords.
+    digests : dict, optional
+        Receives the digest of every object uploaded in this process (see
+        :func:`zarr_store`).
     **kwargs
         ``append_dim=``, ``region=`` and the like.
 
@@ -149,7 +191,7 @@ def write_zarr(
     arguments.update(mode=mode, zarr_format=3, consolidated=mode != "r+", compute=compute and not shown)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
-        written = obj.to_zarr(zarr_store(location), **arguments)
+        written = obj.to_zarr(zarr_store(location, digests=digests), **arguments)
         if shown:
             compute_with_progress(written, nbytes=nbytes, desc=f"save {location.path.rsplit('/@v/', 1)[0]}")
             return None

@@ -27,7 +27,7 @@ from memories_geo.formats.zarr.encoding import (
     validate_encoding,
 )
 from memories_geo.formats.zarr.layout import apply_layout
-from memories_geo.formats.zarr.store import write_zarr
+from memories_geo.formats.zarr.store import Written, write_zarr
 from memories_geo.kinds import spatial_dims
 
 if TYPE_CHECKING:
@@ -35,10 +35,10 @@ if TYPE_CHECKING:
 
     from memories_geo.backends.base import Location
     from memories_geo.formats.base import WriteOptions
+    from memories_geo.integrity import FileDigest
 
 __all__ = ["checked_crs", "effective_crs", "write_new", "write_tree"]
 
-Written = tuple[Footprint, Mapping[str, Any], Any]
 
 
 def effective_crs(obj: xr.Dataset | xr.DataArray, crs: Any) -> Any:
@@ -68,7 +68,7 @@ def checked_crs(obj: xr.Dataset | xr.DataArray, crs: Any) -> xr.Dataset | xr.Dat
 
 def write_new(
     obj: Any, location: Location, options: WriteOptions, extra: Mapping[str, Any],
-    layout: StorageLayout | None = None,
+    layout: StorageLayout | None = None, *, digests: dict[str, FileDigest] | None = None,
 ) -> Written:
     """Write a Dataset or DataArray (raster or not) as a new group.
 
@@ -97,14 +97,15 @@ def write_new(
     encoding = merge_encoding(prepared, options.compression, user)
     prepared = apply_layout(prepared, encoding, options.compression)
     pending = write_zarr(
-        prepared, location, mode="w-", compute=options.compute, encoding=encoding, extra=extra
+        prepared, location, mode="w-", compute=options.compute, encoding=encoding, extra=extra,
+        digests=digests,
     )
-    return footprint, info, pending
+    return Written(footprint, info, pending)
 
 
 def write_tree(
     tree: xr.DataTree, location: Location, options: WriteOptions, extra: Mapping[str, Any],
-    layout: StorageLayout | None = None,
+    layout: StorageLayout | None = None, *, digests: dict[str, FileDigest] | None = None,
 ) -> Written:
     """Write a DataTree as a new group with one subgroup per node.
 
@@ -169,8 +170,9 @@ def write_tree(
         compute=options.compute,
         encoding=encoding,
         extra=extra,
+        digests=digests,
     )
-    return _union_footprints(footprints, tree), info, pending
+    return Written(_union_footprints(footprints, tree), info, pending)
 
 
 def _union_footprints(footprints: list[Footprint], tree: xr.DataTree) -> Footprint:

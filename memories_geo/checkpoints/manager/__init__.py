@@ -21,16 +21,15 @@ from memories_geo.checkpoints.info import (
     check_name,
     timestamped_name,
 )
+from memories_geo.checkpoints.manager.copies import backup_versions
+from memories_geo.checkpoints.manager.orphans import settle_orphans
 from memories_geo.checkpoints.manifests import (
     CHECKPOINT_DIR,
     MANIFEST_FORMAT,
     PENDING_GRACE,
     encode,
-    final_ids,
     finalise,
     manifest_path,
-    pending_abandoned,
-    pending_ids,
     pending_path,
     remove_manifest,
 )
@@ -48,7 +47,6 @@ from memories_geo.progress import progress_bar
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
     from memories_geo.entry import Entry
-    from memories_geo.progress import ProgressBar
     from memories_geo.versions import VersionStore
 
 logger = logging.getLogger(__name__)
@@ -58,6 +56,8 @@ __all__ = [
 ]
 
 Validate = bool | Literal["full"]
+
+
 def _checksum(pins: Mapping[str, str], entries: Mapping[str, Entry]) -> str:
     lines = [f"{k}\0{vid}\0{entries[vid].checksum}\n" for k, vid in sorted(pins.items())]
     return hash_bytes("".join(lines).encode())
@@ -456,44 +456,7 @@ class CheckpointManager:
         >>> mem.checkpoints.recover_orphans()  # doctest: +SKIP
         []
         """
-        store = self.versions.journal_store
-        if store is None:
-            return []
-        catalog = self.versions.catalog
-        deleted = {r["detail"] for r in catalog.audit_rows(operation="checkpoint.delete", outcome="ok")}
-        known = {cp.id for cp in catalog.checkpoints()}
-        settled = []
-        for checkpoint_id in sorted(deleted & known):
-            self.delete(checkpoint_id)
-            settled.append(store.url_for(manifest_path(checkpoint_id)))
-            logger.info("checkpoint %s: interrupted deletion finished", checkpoint_id)
-        known -= deleted
-        for checkpoint_id in final_ids(store):
-            if checkpoint_id in deleted and checkpoint_id not in known:
-                remove_manifest(store, checkpoint_id)
-                settled.append(store.url_for(manifest_path(checkpoint_id)))
-                logger.info("checkpoint %s: manifest of a deleted checkpoint removed", checkpoint_id)
-        for checkpoint_id in pending_ids(store):
-            path = pending_path(checkpoint_id)
-            if checkpoint_id not in known:
-                try:
-                    data = store.read_bytes(path)
-                except FileNotFoundError:
-                    continue
-                if not pending_abandoned(data, checkpoint_id, grace=grace):
-                    continue
-                # Its writer may have recorded the row after ``known`` was read.
-                known = {cp.id for cp in catalog.checkpoints()}
-            if checkpoint_id in known:
-                if finalise(store, checkpoint_id):
-                    settled.append(store.url_for(path))
-                    logger.info("checkpoint %s: manifest of an interrupted save completed", checkpoint_id)
-            else:
-                store.remove(path)
-                settled.append(store.url_for(path))
-                logger.info("checkpoint %s: manifest of a save killed before its catalog row removed",
-                            checkpoint_id)
-        return settled
+        return settle_orphans(self.versions, self.delete, grace=grace)
 
     # -- awaitable twins (the work runs in a worker thread) ----------------------------------
 
@@ -503,43 +466,3 @@ class CheckpointManager:
     adiff = awaitable_twin(diff)
     averify = awaitable_twin(verify)
     adelete = awaitable_twin(delete)
-
-
-def backup_versions(backups: BackupStore, entries: builtins.list[Entry], bar: ProgressBar) -> None:
-    """Copy versions to the backup store, verified: file copies fan out, one task per version.
-
-    With an active ``dask.distributed`` client, the versions on tiers every process
-    reaches (object stores) are copied to a backup store the workers reach too, by one
-    task per version on the workers (:func:`~memories_geo.versions.fanout.copy_checked`:
-    the tasks get filesystems, paths and manifests, never the catalog). The other file
-    versions are copied in a thread pool, table versions exported one after the other.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from memories_geo.backends.base import Capability, Location
-    from memories_geo.records import record_path
-    from memories_geo.versions.fanout import active_client, copy_checked, fan_out, shared_location
-
-    store, target = backups.versions, backups.backend
-    files = [e for e in entries if Capability.FILES in store.tiers.backend(e.tier).capabilities]
-    for entry in entries:
-        if entry not in files:
-            backups.copy(entry, bar)
-    cluster = active_client() is not None and shared_location(Location(target, ""))
-    remote = [e for e in files if cluster and shared_location(store.location(e))]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda entry: backups.copy(entry, bar), [e for e in files if e not in remote]))
-    sources: builtins.list[Any] = [store.tiers.backend(e.tier) for e in remote]
-
-    def copied(index: int, problems: builtins.list[str]) -> None:
-        entry, source = remote[index], sources[index]
-        if problems:
-            raise ChecksumMismatchError(f"backup copy of {entry.key} v{entry.version} is corrupt", problems)
-        record = record_path(entry.path)
-        if source.exists(record):
-            target.write_bytes(record_path(backups.path_of(entry)), source.read_bytes(record))
-        bar.update(entry.size_bytes)
-
-    calls = [(src.fs, src.full_path(e.path), target.fs, target.full_path(backups.path_of(e)),
-              store.catalog.manifest(e)) for e, src in zip(remote, sources, strict=True)]
-    fan_out(copy_checked, calls, on_done=copied)
