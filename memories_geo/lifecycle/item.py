@@ -16,6 +16,7 @@ from memories_geo.config import redact_text
 from memories_geo.events import emit
 from memories_geo.lifecycle.convert import rewrite_key
 from memories_geo.records import record_path
+from memories_geo.versions.shared import remove_version_data
 
 if TYPE_CHECKING:
     from memories_geo.catalog.sqlite_migrations import MigrationItemRow
@@ -113,7 +114,6 @@ def remove_leftover(store: VersionStore, tier: str, path: str) -> None:
         return
     backend = store.tiers.backend(tier)
     if backend.exists(path) or backend.exists(record_path(path)):
-        logger.info("removing the source of a move committed before an interruption: %s",
-                    Location(backend, path).url)
-        backend.remove(path)
-        backend.remove(record_path(path))
+        location = Location(backend, path)
+        logger.info("removing the source of a move committed before an interruption: %s", location.url)
+        remove_version_data(store, None, location)

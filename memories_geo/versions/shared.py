@@ -59,10 +59,11 @@ def _tier_of(store: Any, location: Location) -> str | None:
     return None
 
 
-def remove_version_data(store: Any, fmt: Format, location: Location) -> None:
+def remove_version_data(store: Any, fmt: Format | None, location: Location) -> None:
     """Delete a version's data and record, keeping the files live versions share from it.
 
-    On a tier without shared files this is ``fmt.delete`` and the record's removal.
+    On a tier without shared files this is ``fmt.delete`` (removing the version's
+    files or folder when ``fmt`` is ``None``) and the record's removal.
     Otherwise the files another version of the key (committed or retired) reads from
     this folder stay, and the files this version read from a folder whose version is
     gone are deleted once no other version reads them.
@@ -73,7 +74,7 @@ def remove_version_data(store: Any, fmt: Format, location: Location) -> None:
     """
     tier = _tier_of(store, location)
     if location.is_local or tier is None or Capability.FILES not in location.backend.capabilities:
-        fmt.delete(location)
+        _delete(fmt, location)
         location.backend.remove(record_path(location.path))
         return
     try:
@@ -88,7 +89,7 @@ def remove_version_data(store: Any, fmt: Format, location: Location) -> None:
         _remove_files_except(location, kept)
         logger.info("%s: kept %d file(s) later versions share", location.url, len(kept))
     else:
-        fmt.delete(location)
+        _delete(fmt, location)
     location.backend.remove(record_path(location.path))
     if manifest is None or not manifest.shared:
         return
@@ -105,6 +106,13 @@ def remove_version_data(store: Any, fmt: Format, location: Location) -> None:
         root = location.backend.full_path(owner_path)  # type: ignore[attr-defined]
         if doomed:
             location.fs.rm([posixpath.join(root, rel) for rel in doomed])
+
+
+def _delete(fmt: Format | None, location: Location) -> None:
+    if fmt is None:
+        location.backend.remove(location.path)
+    else:
+        fmt.delete(location)
 
 
 def _remove_files_except(location: Location, kept: set[str]) -> None:

@@ -19,13 +19,15 @@ down to pyarrow, then keeps the geometries that really intersect the box.
 
 Modules: :mod:`.write` (both layouts), :mod:`.checks` (what is refused before
 writing), :mod:`.read` (pushdown, row order),
-:mod:`.metadata` (``geo`` and layout metadata, CRS), :mod:`.hilbert` (sort keys).
+:mod:`.metadata` (``geo`` and layout metadata, CRS), :mod:`.hilbert` (sort keys),
+:mod:`.upload` (files hashed as written, uploads complete or absent).
 """
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import geopandas as gpd
@@ -47,6 +49,7 @@ from memories_geo.formats.geoparquet.metadata import (
 )
 from memories_geo.formats.geoparquet.partitions import is_dask_frame, write_partitions
 from memories_geo.formats.geoparquet.read import read_geoparquet, time_column
+from memories_geo.formats.geoparquet.upload import location_sink
 from memories_geo.formats.geoparquet.write import (
     OBJECT_STORE_ROW_GROUP_SIZE,
     PARQUET_COMPRESSION,
@@ -55,6 +58,7 @@ from memories_geo.formats.geoparquet.write import (
     write_geoparquet,
     write_settings,
 )
+from memories_geo.integrity import Manifest, stat_fingerprint
 from memories_geo.query import OpenRequest
 from memories_geo.types import Kind
 
@@ -130,25 +134,50 @@ class GeoParquetFormat(FileFormat):
     def write(self, obj: Any, location: Location, options: WriteOptions) -> WriteResult:
         """Write a layer: one file, or for a dask-geopandas frame one file per partition.
 
-        A dask-geopandas frame is always written as a pending write
+        The footprint is computed in a second thread while the file is written. On an
+        object store the manifest comes from the digests taken while the files were
+        uploaded (:mod:`.upload`), nothing is read back; on a local tier the files are
+        hashed once written. With ``compute=False`` the write is pending and its
+        manifest is built once it has run. A dask-geopandas frame is always written as
+        a pending write
         (:func:`~memories_geo.formats.geoparquet.partitions.write_partitions`): each
         partition by the worker that computes it, reporting its digest.
         """
-        if not is_dask_frame(obj):
+        if is_dask_frame(obj):
+            extra = dict(options.extra)
+            if "page_size" in extra:
+                extra.setdefault("data_page_size", extra.pop("page_size"))
+            codec = check_codec(extra)
+            extra.pop("compression", None)
+            extra.pop("compression_level", None)
+            return write_partitions(obj, location, options, codec=codec, extra=extra)
+        if not options.compute:
             return super().write(obj, location, options)
-        extra = dict(options.extra)
-        if "page_size" in extra:
-            extra.setdefault("data_page_size", extra.pop("page_size"))
-        codec = check_codec(extra)
-        extra.pop("compression", None)
-        extra.pop("compression_level", None)
-        return write_partitions(obj, location, options, codec=codec, extra=extra)
+        layer = self._layer(obj, location, options)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            footprint = pool.submit(vector_footprint, layer.gdf)
+            written = _store(layer, location, options)
+            if written is None:
+                manifest = self.manifest(location)
+            else:
+                manifest = Manifest(written.files, stat=stat_fingerprint(location.fs, location.full_path))
+            return WriteResult(manifest=manifest, footprint=footprint.result(), object_info=layer.info)
 
     def _prepare(self, obj: Any, location: Location, options: WriteOptions) -> PreparedWrite:
-        """Check the layer (CRS, columns Arrow can hold, append compatibility) and describe it.
+        """Check the layer and describe it; the file is written when the returned ``store`` runs.
 
-        The file is written when the returned ``store`` runs: at once, or when the
-        delayed save of ``compute=False`` is computed.
+        Used for ``compute=False``: the file is then written when the delayed save is
+        computed.
+        """
+        layer = self._layer(obj, location, options)
+
+        def store() -> None:
+            _store(layer, location, options)
+
+        return PreparedWrite(vector_footprint(layer.gdf), layer.info, store)
+
+    def _layer(self, obj: Any, location: Location, options: WriteOptions) -> _Layer:
+        """Check the layer (CRS, columns Arrow can hold, append compatibility) and what to write.
 
         Raises
         ------
@@ -172,19 +201,9 @@ class GeoParquetFormat(FileFormat):
         if options.mode == "a" and options.previous is not None:
             path, filesystem = _target(options.previous)
             gdf = _append(read_geoparquet(path, filesystem=filesystem), gdf)
-
         if not location.is_local:
             extra.setdefault("row_group_size", OBJECT_STORE_ROW_GROUP_SIZE)
-
-        def store() -> None:
-            path, filesystem = _target(location)
-            if location.is_local:
-                location.fs.makedirs(posixpath.dirname(location.full_path), exist_ok=True)
-            write_geoparquet(
-                gdf, path, filesystem=filesystem, compression=options.compression, codec=codec, **extra
-            )
-
-        return PreparedWrite(vector_footprint(gdf), info, store)
+        return _Layer(gdf, info, codec, extra)
 
     def open(
         self, location: Location, object_info: Mapping[str, Any], request: OpenRequest | None = None
@@ -228,6 +247,25 @@ class GeoParquetFormat(FileFormat):
         if is_series:
             return gdf.geometry.rename(series_name(object_info.get("name")))
         return gdf
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A checked layer and how to write it."""
+
+    gdf: gpd.GeoDataFrame
+    info: dict[str, Any]
+    codec: Mapping[str, Any] | None
+    extra: dict[str, Any]
+
+
+def _store(layer: _Layer, location: Location, options: WriteOptions) -> Manifest | None:
+    """Write ``layer`` at ``location``; the digests taken while writing, if it was hashed then."""
+    sink = location_sink(location)
+    return write_geoparquet(
+        layer.gdf, location.full_path, compression=options.compression, codec=layer.codec, sink=sink,
+        **layer.extra,
+    )
 
 
 def _target(location: Location) -> tuple[str, AbstractFileSystem | None]:

@@ -66,8 +66,11 @@ def hilbert_order_of_bounds(
     xmin: np.ndarray, ymin: np.ndarray, xmax: np.ndarray, ymax: np.ndarray, *, level: int
 ) -> np.ndarray:
     """:func:`hilbert_order` from bounds already computed (``NaN`` for missing or empty)."""
-    cx = (xmin + xmax) / 2
-    cy = (ymin + ymax) / 2
+    return _order_of_centres((xmin + xmax) / 2, (ymin + ymax) / 2, level=level)
+
+
+def _order_of_centres(cx: np.ndarray, cy: np.ndarray, *, level: int) -> np.ndarray:
+    """:func:`hilbert_order` from the centres of the bounds (``NaN`` for missing or empty)."""
     valid = np.isfinite(cx) & np.isfinite(cy)
     present = np.flatnonzero(valid)
     side = (1 << level) - 1
@@ -174,16 +177,19 @@ def table_hilbert_order(table: Any, geometry: Any, rows: np.ndarray) -> np.ndarr
     geo = json.loads(table.schema.metadata[b"geo"])
     covering = covering_column(geo)
     primary = geo["primary_column"]
+    every_row = len(rows) == table.num_rows and bool((rows == np.arange(len(rows))).all())
     if covering is not None:
-        fields = ("xmin", "ymin", "xmax", "ymax")
-        column = table.column(covering)
-    elif geo["columns"][primary].get("encoding") == "point":
-        fields = ("x", "y", "x", "y")
-        column = table.column(primary)
-    else:
-        return hilbert_order(geometry[rows])
-    values = _struct_fields_as_float(column, fields)
-    return hilbert_order_of_bounds(*(v[rows] for v in values), level=HILBERT_LEVEL)
+        values = _struct_fields_as_float(table.column(covering), ("xmin", "ymin", "xmax", "ymax"))
+        if not every_row:
+            values = [v[rows] for v in values]
+        return hilbert_order_of_bounds(*values, level=HILBERT_LEVEL)
+    if geo["columns"][primary].get("encoding") == "point":
+        # a point is the centre of its bounds
+        x, y = _struct_fields_as_float(table.column(primary), ("x", "y"))
+        if not every_row:
+            x, y = x[rows], y[rows]
+        return _order_of_centres(x, y, level=HILBERT_LEVEL)
+    return hilbert_order(geometry[rows])
 
 
 def _struct_fields_as_float(column: Any, fields: Sequence[str]) -> list[np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import posixpath
@@ -21,6 +20,9 @@ from memories_geo.formats.geoparquet.metadata import (
     LAYOUT_KEY,
     covering_column,
 )
+from memories_geo.formats.geoparquet.points import point_table
+from memories_geo.formats.geoparquet.upload import FileSink, FsspecSink, LocalSink
+from memories_geo.integrity import Manifest
 from memories_geo.types import CompressionLevel
 
 if TYPE_CHECKING:
@@ -97,8 +99,9 @@ def write_geoparquet(
     row_group_size: int | None = None,
     partition_cols: Sequence[str] | None = None,
     codec: Mapping[str, Any] | None = None,
+    sink: FileSink | None = None,
     **kwargs: Any,
-) -> None:
+) -> Manifest | None:
     """Write ``gdf`` as GeoParquet 1.1 (one file, or a directory with ``partition_cols``).
 
     When ``gdf`` has a column of its own called ``"bbox"``, the covering column
@@ -140,9 +143,19 @@ def write_geoparquet(
         Write a directory with one file per combination of these columns' values,
         ``col=value/part-0.parquet`` (Hive-style names). The partition columns stay
         inside each file, so every file is a complete GeoParquet file.
+    sink : FileSink, optional
+        What opens the files (:mod:`~memories_geo.formats.geoparquet.upload`); default
+        the local path, or ``filesystem`` (each file sent whole once written).
     **kwargs
         Passed to ``GeoDataFrame.to_parquet`` (and on to
         ``pyarrow.parquet.write_table``), overriding the defaults.
+
+    Returns
+    -------
+    Manifest or None
+        The files written (relative to ``path``, or the file's name) with the digests
+        taken while writing them; ``None`` when they were written at local paths
+        (hash them with :func:`~memories_geo.integrity.build_manifest`).
 
     Examples
     --------
@@ -154,34 +167,42 @@ def write_geoparquet(
     check_layout_options(gdf, sort=sort, geometry_encoding=geometry_encoding,
                          row_group_size=row_group_size, partition_cols=partition_cols)
     kwargs.update(codec or {})
+    if sink is None:
+        sink = LocalSink() if filesystem is None else FsspecSink(filesystem)
     group_rows = row_group_size or ROW_GROUP_SIZE
     sorted_layout = sort == "hilbert" or (sort == "auto" and len(gdf) > group_rows)
     if partition_cols:
         _write_partitioned(
-            gdf, path, filesystem, list(partition_cols), compression=compression,
+            gdf, path, sink, list(partition_cols), compression=compression,
             sorted_layout=sorted_layout, geometry_encoding=geometry_encoding,
             row_group_size=group_rows, kwargs=kwargs,
         )
-        return
-    if sorted_layout:
+    elif sorted_layout:
         table = _layer_table(gdf, sorted_layout=True, geometry_encoding=geometry_encoding)
         table = _arrange(
             table, gdf, np.arange(len(gdf)), sorted_layout=True, keep_order=keep_order,
             row_group_size=group_rows,
         )
-        with _open_for_writing(path, filesystem) as target:
+        with sink.open(path) as target:
             _write_table(table, target, compression, group_rows, kwargs)
-        return
-    if row_group_size is not None:
-        kwargs["row_group_size"] = row_group_size
-    if geometry_encoding != "auto":
-        kwargs["geometry_encoding"] = geometry_encoding
-    settings = write_settings(compression, **kwargs)
-    with _open_for_writing(path, filesystem) as target:
-        if settings["write_covering_bbox"] and COVERING_COLUMN in gdf.columns:
-            _write_with_renamed_covering(gdf, target, settings)
-        else:
-            gdf.to_parquet(target, **settings)
+    else:
+        if row_group_size is not None:
+            kwargs["row_group_size"] = row_group_size
+        if geometry_encoding != "auto":
+            kwargs["geometry_encoding"] = geometry_encoding
+        settings = write_settings(compression, **kwargs)
+        with sink.open(path) as target:
+            if settings["write_covering_bbox"] and COVERING_COLUMN in gdf.columns:
+                _write_with_renamed_covering(gdf, target, settings)
+            else:
+                gdf.to_parquet(target, **settings)
+    if not sink.digests:
+        return None
+    root = path.rstrip("/")
+    return Manifest({
+        (written[len(root) + 1:] if partition_cols else posixpath.basename(written)): digest
+        for written, digest in sink.digests.items()
+    })
 
 
 def _is_point_layer(geoms: Any) -> bool:
@@ -204,6 +225,10 @@ def _layer_table(gdf: gpd.GeoDataFrame, *, sorted_layout: bool, geometry_encodin
     from geopandas.io.arrow import _geopandas_to_arrow
 
     encoding = geometry_encoding
+    if sorted_layout and encoding in ("auto", "geoarrow"):
+        points = point_table(gdf)
+        if points is not None:
+            return points
     if encoding == "auto":
         encoding = "geoarrow" if sorted_layout and _is_point_layer(gdf.geometry.values) else "WKB"
     covering = encoding == "WKB"
@@ -352,7 +377,7 @@ def _mostly_distinct_integers(column: Any) -> bool:
 def _write_partitioned(
     gdf: gpd.GeoDataFrame,
     path: str,
-    filesystem: AbstractFileSystem | None,
+    sink: FileSink,
     partition_cols: list[str],
     *,
     compression: CompressionLevel | str,
@@ -368,10 +393,6 @@ def _write_partitioned(
 
     keys = pd.MultiIndex.from_frame(gdf[partition_cols].astype(object))
     codes, uniques = pd.factorize(keys)
-    if filesystem is None:
-        from fsspec.implementations.local import LocalFileSystem
-
-        filesystem = LocalFileSystem()
     layer = _layer_table(gdf, sorted_layout=sorted_layout, geometry_encoding=geometry_encoding)
     groups = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[groups], np.arange(len(uniques) + 1))
@@ -383,13 +404,12 @@ def _write_partitioned(
             for col, value in zip(partition_cols, values, strict=True)
         ]
         folder = posixpath.join(path, *parts)
-        filesystem.makedirs(folder, exist_ok=True)
         table = _arrange(
             layer, gdf, rows, sorted_layout=sorted_layout and len(rows) > 1, keep_order=True,
             row_group_size=row_group_size,
         )
         table = _with_partition_bbox(table, gdf.geometry.values[rows])
-        with filesystem.open(posixpath.join(folder, "part-0.parquet"), "wb") as target:
+        with sink.open(posixpath.join(folder, "part-0.parquet")) as target:
             _write_table(table, target, compression, row_group_size, kwargs)
 
 
@@ -409,13 +429,6 @@ def _with_partition_bbox(table: Any, geoms: Any) -> Any:
         column.pop("bbox", None)
     metadata[b"geo"] = json.dumps(geo).encode()
     return table.replace_schema_metadata(metadata)
-
-
-def _open_for_writing(path: str, filesystem: AbstractFileSystem | None) -> Any:
-    """Return a context yielding what ``to_parquet`` writes to: a path or an open file."""
-    if filesystem is None:
-        return contextlib.nullcontext(path)
-    return filesystem.open(path, "wb")
 
 
 def _write_with_renamed_covering(

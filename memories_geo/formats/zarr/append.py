@@ -70,7 +70,7 @@ def append(
     prepared.attrs = {**old_attrs, INFO_ATTR: info}
     group = open_group(previous)
     rewritten, skipped = append_targets(group, prepared, options.append_dim)
-    carried = copy_version(previous, location, rewritten=rewritten, skipped=skipped)
+    carried = copy_version(previous, location, rewritten=rewritten, skipped=skipped, share=True)
     existing = set(group.array_keys())
     user = user_encoding(obj, options.encoding, info)
     defaults = merge_encoding(prepared, options.compression, {})
@@ -136,7 +136,7 @@ def write_region(
     prepared.attrs = {}
     prepared = align_to_region(prepared, group, slices)
     rewritten, skipped = region_targets(group, prepared, slices)
-    carried = copy_version(previous, location, rewritten=rewritten, skipped=skipped)
+    carried = copy_version(previous, location, rewritten=rewritten, skipped=skipped, share=True)
     pending = write_zarr(
         prepared,
         location,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from memories_geo.errors import FormatError
 from memories_geo.formats.zarr.shared import recorded_manifest
 from memories_geo.integrity import Manifest
+from memories_geo.storage_policy import needs_restore
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -133,18 +134,22 @@ def resolve_region(ds: xr.Dataset, stored: Any, region: Mapping[str, Any] | str)
 
 
 def copy_version(
-    source: Location, target: Location, *, rewritten: set[str], skipped: set[str]
+    source: Location, target: Location, *, rewritten: set[str], skipped: set[str], share: bool = False,
 ) -> Manifest:
     """Carry the files of ``source`` into the new version ``target``; return what is shared.
 
     Files in ``skipped`` are about to be replaced entirely and are not carried. Files
     in ``rewritten`` and every metadata document (``zarr.json``) are real copies.
     Every other file is shared: a hard link on a local filesystem (versions are
-    immutable, and zarr replaces files by rename, never in place); on another store
-    of the same tier it is not copied at all: the new version's manifest lists it
+    immutable, and zarr replaces files by rename, never in place). With ``share=True``
+    (readers that honour :attr:`~memories_geo.integrity.Manifest.shared`, such as
+    Zarr's), on another store of the same tier it is not copied at all: the new
+    version's manifest lists it
     with the folder holding it (the source's, or the one the source shares it from),
-    read from there (:mod:`memories_geo.formats.zarr.shared`). Between tiers, a
-    streamed copy.
+    read from there (:mod:`memories_geo.formats.zarr.shared`), unless the tier's
+    storage class is an archive one (each version is restored on its own there, so
+    files are copied server-side). Without ``share``, a server-side copy on the same
+    store; between stores, a streamed copy.
 
     Returns
     -------
@@ -182,7 +187,8 @@ def copy_version(
         source.backend.url_for("") == target.backend.url_for("")
         and source.storage_options == target.storage_options
     )
-    if same_tier and manifest.files:
+    archived = needs_restore(getattr(target.backend, "storage_class", None))
+    if share and same_tier and manifest.files and not archived:
         owner = posixpath.basename(src_root)
         shared = {r: manifest.shared.get(r, owner) for r in carried if r not in copied}
         if copied:
