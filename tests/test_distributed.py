@@ -34,33 +34,7 @@ import dask.array as dsa  # noqa: E402
 # The tasks defined here are shipped to the worker processes by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-
-def _record_sqlite_opens(log_dir: str) -> None:
-    """On a worker: note every SQLite database opened, in a file per process."""
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "sqlite3.connect":
-            with open(os.path.join(log_dir, f"sqlite-{os.getpid()}.txt"), "a") as f:
-                f.write(f"{args[0]}\n")
-
-    sys.addaudithook(hook)
-
-
-def _sqlite_opened(log_dir: Path) -> list[str]:
-    return [line for p in log_dir.glob("sqlite-*.txt") for line in p.read_text().splitlines()]
-
-
-def _start_cluster(root: Path, **config: Any) -> tuple[Any, Any]:
-    home = root / "worker-home"
-    home.mkdir(parents=True, exist_ok=True)
-    with dask.config.set(config):
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-            local_directory=str(root / "worker-scratch"),
-            env={"HOME": str(home), "MEMORIES_GEO_HOME": str(home / ".memories")},
-        )
-    client = distributed.Client(cluster)
-    client.run(_record_sqlite_opens, str(root))
-    return cluster, client
+from cluster_support import sqlite_opened, start_cluster  # noqa: E402  # isort: skip
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +44,7 @@ def cluster_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(cluster_root: Path) -> Any:
-    cluster, client = _start_cluster(cluster_root)
+    cluster, client = start_cluster(cluster_root)
     yield client
     client.close()
     cluster.close()
@@ -142,7 +116,7 @@ def test_zarr_dataset_saved_by_worker_processes(client: Any, mem: mg.Memory, clu
     mem.verify("era5/t2m")
     assert entry.size_bytes == sum(d.size for d in mem.version_store.catalog.manifest(entry).files.values())
     catalog = str(mem.config.catalog)
-    assert [p for p in _sqlite_opened(cluster_root) if catalog in p or "catalog" in p] == []
+    assert [p for p in sqlite_opened(cluster_root) if catalog in p or "catalog" in p] == []
     assert not (cluster_root / "worker-home" / ".memories").exists()
 
 
@@ -335,7 +309,7 @@ def test_a_worker_killed_mid_save_leaves_the_previous_version(
     ds["t2m"] = ds.t2m.copy(data=dsa.map_blocks(
         _kill_when_a_chunk_is_stored, ds.t2m.data, dict(s3_service.options), root, str(flag),
         dtype="float32"))
-    cluster, client = _start_cluster(tmp_path, **{"distributed.scheduler.allowed-failures": 0})
+    cluster, client = start_cluster(tmp_path, **{"distributed.scheduler.allowed-failures": 0})
     try:
         with pytest.raises(mg.MemoriesError) as raised:
             mem.save(ds, "cube", format="zarr", mode="w")

@@ -33,38 +33,11 @@ from memories_geo.lifecycle import MigrationError, MigrationJob, execute_migrati
 
 distributed = pytest.importorskip("distributed")
 
-import dask  # noqa: E402
 
 # The worker-side helpers defined here are shipped to the worker processes by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-
-def _record_sqlite_opens(log_dir: str) -> None:
-    """On a worker: note every SQLite database opened, in a file per process."""
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "sqlite3.connect":
-            with open(os.path.join(log_dir, f"sqlite-{os.getpid()}.txt"), "a") as f:
-                f.write(f"{args[0]}\n")
-
-    sys.addaudithook(hook)
-
-
-def _sqlite_opened(log_dir: Path) -> list[str]:
-    return [line for p in log_dir.glob("sqlite-*.txt") for line in p.read_text().splitlines()]
-
-
-def _start_cluster(root: Path, **config: Any) -> tuple[Any, Any]:
-    home = root / "worker-home"
-    home.mkdir(parents=True, exist_ok=True)
-    with dask.config.set(config):
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-            local_directory=str(root / "worker-scratch"),
-            env={"HOME": str(home), "MEMORIES_GEO_HOME": str(home / ".memories")},
-        )
-    client = distributed.Client(cluster)
-    client.run(_record_sqlite_opens, str(root))
-    return cluster, client
+from cluster_support import sqlite_opened, start_cluster  # noqa: E402  # isort: skip
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +47,7 @@ def cluster_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(cluster_root: Path) -> Any:
-    cluster, client = _start_cluster(cluster_root)
+    cluster, client = start_cluster(cluster_root)
     yield client
     client.close()
     cluster.close()
@@ -163,7 +136,7 @@ def test_workers_copy_the_bytes_and_the_client_keeps_the_catalog(
     assert_geodataframe_equal(before["fields"], _points())
     xr.testing.assert_identical(before["dem"], sample_raster(seed=2))
     versions = {e.key: e.version_id for e in mem.catalog.current_entries()}
-    opened_before = len(_sqlite_opened(cluster_root))
+    opened_before = len(sqlite_opened(cluster_root))
     job = MigrationJob(source_tier="hot", destination_tier="cold")
     with distributed.get_task_stream(client) as stream:
         status = execute_migration(mem, job)
@@ -171,7 +144,7 @@ def test_workers_copy_the_bytes_and_the_client_keeps_the_catalog(
     assert sorted(status.keys_done) == ["cube", "dem", "fields"]
     assert len(_ran(stream, "copy-checked")) == 3, "one copy task per version, on the workers"
     assert set(_ran(stream, "copy-checked")) <= set(client.scheduler_info()["workers"])
-    assert _sqlite_opened(cluster_root)[opened_before:] == [], "no worker opened a catalog"
+    assert sqlite_opened(cluster_root)[opened_before:] == [], "no worker opened a catalog"
     for entry in mem.catalog.current_entries():
         assert entry.tier == "cold"
         assert entry.version_id == versions[entry.key], "a move keeps the version"
@@ -252,7 +225,7 @@ def test_a_worker_killed_mid_copy_leaves_the_source_current_and_the_job_resumabl
     files = len(mem.catalog.manifest(entry).files)
     assert files > 500, "enough chunks that the copy is still running when the worker dies"
     flag = tmp_path / "killed"
-    cluster, client = _start_cluster(tmp_path / "cluster", **{"distributed.scheduler.allowed-failures": 0})
+    cluster, client = start_cluster(tmp_path / "cluster", **{"distributed.scheduler.allowed-failures": 0})
     try:
         client.run(_kill_when_copying, dict(s3_service.options), mem.tiers.backend("cold").full_path("cube"),
                    str(flag))

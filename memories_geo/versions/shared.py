@@ -14,6 +14,7 @@ import posixpath
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.backends.base import Capability
+from memories_geo.errors import MemoriesError
 from memories_geo.integrity import SHARES_FILES, Manifest
 from memories_geo.records import read_record_manifest, record_path
 
@@ -53,8 +54,13 @@ def shared_owner_paths(store: Any) -> set[tuple[str, str]]:
 
 
 def _tier_of(store: Any, location: Location) -> str | None:
+    root = location.backend.url_for("")
     for name in store.tiers.names:
-        if store.tiers.backend(name) is location.backend:
+        try:
+            backend = store.tiers.backend(name)
+        except MemoriesError:
+            continue
+        if backend is location.backend or backend.url_for("") == root:
             return str(name)
     return None
 
@@ -72,8 +78,9 @@ def remove_version_data(store: Any, fmt: Format | None, location: Location) -> N
     --------
     >>> remove_version_data(mem.version_store, get_format("zarr"), location)  # doctest: +SKIP
     """
-    tier = _tier_of(store, location)
-    if location.is_local or tier is None or Capability.FILES not in location.backend.capabilities:
+    files = Capability.FILES in location.backend.capabilities and not location.is_local
+    tier = _tier_of(store, location) if files else None
+    if tier is None:
         _delete(fmt, location)
         location.backend.remove(record_path(location.path))
         return

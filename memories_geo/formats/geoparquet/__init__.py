@@ -144,12 +144,7 @@ class GeoParquetFormat(FileFormat):
         partition by the worker that computes it, reporting its digest.
         """
         if is_dask_frame(obj):
-            extra = dict(options.extra)
-            if "page_size" in extra:
-                extra.setdefault("data_page_size", extra.pop("page_size"))
-            codec = check_codec(extra)
-            extra.pop("compression", None)
-            extra.pop("compression_level", None)
+            codec, extra = _codec_and_layout(options)
             return write_partitions(obj, location, options, codec=codec, extra=extra)
         if not options.compute:
             return super().write(obj, location, options)
@@ -191,12 +186,7 @@ class GeoParquetFormat(FileFormat):
         gdf, info = as_frame(obj, self.name)
         gdf = with_crs(gdf, options.crs, kind=info["type"])
         check_arrow_columns(gdf)
-        extra = dict(options.extra)
-        if "page_size" in extra:
-            extra.setdefault("data_page_size", extra.pop("page_size"))
-        codec = check_codec(extra)
-        extra.pop("compression", None)
-        extra.pop("compression_level", None)
+        codec, extra = _codec_and_layout(options)
         check_layout_options(gdf, **extra)
         if options.mode == "a" and options.previous is not None:
             path, filesystem = _target(options.previous)
@@ -266,6 +256,17 @@ def _store(layer: _Layer, location: Location, options: WriteOptions) -> Manifest
         layer.gdf, location.full_path, compression=options.compression, codec=layer.codec, sink=sink,
         **layer.extra,
     )
+
+
+def _codec_and_layout(options: WriteOptions) -> tuple[Any, dict[str, Any]]:
+    """The checked codec keywords, and the layout keywords left (``page_size`` renamed)."""
+    extra = dict(options.extra)
+    if "page_size" in extra:
+        extra.setdefault("data_page_size", extra.pop("page_size"))
+    codec = check_codec(extra)
+    extra.pop("compression", None)
+    extra.pop("compression_level", None)
+    return codec, extra
 
 
 def _target(location: Location) -> tuple[str, AbstractFileSystem | None]:
