@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 __all__ = [
-    "ALGORITHM", "SHARES_FILES", "FileDigest", "Manifest", "build_manifest", "compare_manifests",
+    "ALGORITHM", "SHARES_FILES", "DigestLog", "FileDigest", "Manifest", "build_manifest", "compare_manifests",
     "hash_bytes",
     "stat_fingerprint",
     "verify_manifest",
@@ -39,6 +39,33 @@ class FileDigest:
 
     size: int
     digest: str
+
+
+class DigestLog:
+    """Digests taken while writing (relative path -> digest), filled by the writer in place.
+
+    Pickled empty: a copy sent to another process (a dask worker) knows nothing of what
+    this process wrote, so whoever reads it there hashes the files instead.
+
+    Examples
+    --------
+    >>> log = DigestLog()
+    >>> log.files["a"] = FileDigest(1, "x")
+    >>> import pickle; pickle.loads(pickle.dumps(log)).files
+    {}
+    """
+
+    def __init__(self, files: dict[str, FileDigest] | None = None) -> None:
+        self.files: dict[str, FileDigest] = {} if files is None else files
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"files": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.files = dict(state.get("files") or {})
+
+    def __repr__(self) -> str:
+        return f"DigestLog({len(self.files)} file(s))"
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,29 @@ def test_requests_and_bytes_are_counted_per_operation(tmp_path, s3_service, prox
     assert received > 0
 
 
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["numpy", "dask"])
+def test_a_save_reads_nothing_back_and_its_digests_match_the_stored_bytes(tmp_path, s3_service, proxy, lazy):
+    from memories_geo.integrity import build_manifest
+
+    mem = _memory(tmp_path, s3_service, options=_through(s3_service, proxy))
+    ds = _cube(12)
+    if lazy:
+        ds = ds.chunk({"time": 1})
+    proxy.reset()
+    entry = mem.save(ds, "r")
+    chunk_reads = [path for method, path, _ in proxy.log if method == "GET" and "/c/" in path]
+    _, sent, received = proxy.reset()
+    assert sent > 100_000
+    assert chunk_reads == []
+    assert received < sent / 5
+    location = mem.version_store.location(entry)
+    read_back = build_manifest(location.fs, location.full_path)
+    assert dict(mem.catalog.manifest(entry).files) == dict(read_back.files)
+    mem.verify("r")
+    xr.testing.assert_identical(mem.open("r").load(), ds.load())
+
+
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from obstore.store import S3Store

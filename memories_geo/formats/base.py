@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from memories_geo.footprint import Footprint
-from memories_geo.integrity import Manifest, build_manifest, verify_manifest
+from memories_geo.integrity import DigestLog, Manifest, build_manifest, verify_manifest
 from memories_geo.types import CompressionLevel, Kind, Mode
 
 if TYPE_CHECKING:
@@ -69,12 +69,17 @@ class WriteResult:
     pending : dask.delayed.Delayed or None
         With ``compute=False``: the part of the write still to run. The manifest is
         then built by :meth:`FileFormat.manifest` once it has run.
+    taken : DigestLog or None
+        With ``pending``: the digests the pending write takes of what it uploads in
+        this process (a threaded run), which its manifest uses instead of reading
+        those files back.
     """
 
     manifest: Manifest
     footprint: Footprint
     object_info: Mapping[str, Any] = field(default_factory=dict)
     pending: Any = None
+    taken: DigestLog | None = None
 
     @property
     def size_bytes(self) -> int:

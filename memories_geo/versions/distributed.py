@@ -285,7 +285,7 @@ def _parts(result: WriteResult, location: Location, token: str) -> Delayed:
         reported = summarise(result.pending, dask_key_name=f"written-{token}")
         shares = [
             dask.delayed(digest_files, pure=False)(
-                reported[0], fs, root, i, count, dask_key_name=f"digest-files-{i}-{token}"
+                reported[0], fs, root, i, count, result.taken, dask_key_name=f"digest-files-{i}-{token}"
             )
             for i in range(count)
         ]

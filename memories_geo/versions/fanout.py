@@ -19,7 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from memories_geo.errors import MemoriesError
-from memories_geo.integrity import FileDigest, Manifest, hash_bytes, stat_fingerprint, verify_manifest_stat
+from memories_geo.integrity import (
+    DigestLog,
+    FileDigest,
+    Manifest,
+    hash_bytes,
+    stat_fingerprint,
+    verify_manifest_stat,
+)
 from memories_geo.progress import timed
 
 if TYPE_CHECKING:
@@ -178,31 +185,38 @@ def _digest(fs: AbstractFileSystem, path: str) -> FileDigest:
     return FileDigest(size, digest)
 
 
-def _listing(fs: AbstractFileSystem, root: str) -> dict[str, str]:
-    """Stored files under ``root`` (a directory or one file): relative path -> full path."""
+def _listing(fs: AbstractFileSystem, root: str) -> dict[str, tuple[str, int]]:
+    """Stored files under ``root`` (a directory or one file): relative path -> full path and size."""
     fs.invalidate_cache(root)
     if fs.isfile(root):
-        return {posixpath.basename(root.rstrip("/")): root}
+        return {posixpath.basename(root.rstrip("/")): (root, int(fs.size(root) or 0))}
     base = root.rstrip("/")
     found = fs.find(root, detail=True)
-    return {p[len(base) + 1:]: p for p, info in sorted(found.items()) if info.get("type") == "file"}
+    return {p[len(base) + 1:]: (p, int(info.get("size") or 0)) for p, info in sorted(found.items())
+            if info.get("type") == "file"}
 
 
 def digest_files(
-    reported: list[Manifest] | None, fs: AbstractFileSystem, root: str, index: int, count: int
+    reported: list[Manifest] | None, fs: AbstractFileSystem, root: str, index: int, count: int,
+    taken: DigestLog | None = None,
 ) -> Manifest:
     """Digests of the ``index``-th of ``count`` shares of the files under ``root`` (a worker task).
 
     ``reported`` holds the manifests the write's tasks built while writing, if they
     did: they are passed on as they are (by share 0) and nothing is re-read; otherwise
-    this share lists the version and hashes the files whose path falls in it. Share 0
-    also records the listing's :func:`~memories_geo.integrity.stat_fingerprint`.
+    this share lists the version and hashes the files whose path falls in it, except
+    those ``taken`` holds a digest of with the listed size (what this process uploaded).
+    Share 0 also records the listing's :func:`~memories_geo.integrity.stat_fingerprint`.
     """
     if reported:
         return merge_manifests(reported) if index == 0 else Manifest()
-    files = {rel: full for rel, full in _listing(fs, root).items()
+    known = taken.files if taken is not None else {}
+    files = {rel: found for rel, found in _listing(fs, root).items()
              if zlib.crc32(rel.encode()) % count == index}
-    digests = {rel: _digest(fs, full) for rel, full in files.items()}
+    digests = {}
+    for rel, (full, size) in files.items():
+        digest = known.get(rel)
+        digests[rel] = digest if digest is not None and digest.size == size else _digest(fs, full)
     return Manifest(digests, stat=stat_fingerprint(fs, root) if index == 0 else None)
 
 

@@ -38,7 +38,7 @@ from memories_geo.formats.zarr.encoding import (
     zarr_codec,
 )
 from memories_geo.formats.zarr.layout import CHUNK_BYTES, SHARD_BYTES, SHARDED_LEVELS, choose_chunks
-from memories_geo.integrity import FileDigest, build_manifest
+from memories_geo.integrity import DigestLog, FileDigest, build_manifest
 from memories_geo.types import Kind
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class ZarrFormat(FileFormat):
             written = write_new(obj, location, options, extra, layout, digests=digests)
         if not options.compute and written.pending is not None:
             return WriteResult(manifest=written.carried, footprint=written.footprint,
-                               object_info=written.info, pending=written.pending)
+                               object_info=written.info, pending=written.pending, taken=DigestLog(digests))
         manifest = build_manifest(location.fs, location.full_path, known=digests, shared=written.carried)
         return WriteResult(manifest=manifest, footprint=written.footprint, object_info=written.info)
 
