@@ -22,7 +22,7 @@ from memories_geo.audit_log import new_record, read_journal, write_journal
 from memories_geo.backends.base import Capability, Location, require
 from memories_geo.catalog import Catalog, StagedVersion, open_catalog
 from memories_geo.config import StorageConfig, redact_text
-from memories_geo.errors import MemoriesError, ReadOnlyError, TierUnavailableError
+from memories_geo.errors import MemoriesError, ReadOnlyError
 from memories_geo.events import emit
 from memories_geo.formats.registry import formats_needing, get_format
 from memories_geo.integrity import raise_for_problems, stat_fingerprint, verify_manifest_stat
@@ -42,10 +42,11 @@ from memories_geo.versions.archive import (
     restore_status,
 )
 from memories_geo.versions.commit import Commit
-from memories_geo.versions.fanout import is_abandoned, is_dask_backed, verify_versions
-from memories_geo.versions.orphans import STAGED_GRACE, staged_writer_gone, writer_gone
+from memories_geo.versions.fanout import is_dask_backed, verify_versions
+from memories_geo.versions.orphans import STAGED_GRACE
 from memories_geo.versions.quota import check_quota, estimated_size
-from memories_geo.versions.shared import remove_version_data, shared_owner_paths
+from memories_geo.versions.recovery import recover_orphans
+from memories_geo.versions.shared import remove_version_data
 
 if TYPE_CHECKING:
     from memories_geo.backends.base import Backend
@@ -459,41 +460,7 @@ class VersionStore:
         list of str
             Display URLs of what was removed.
         """
-        self.check_writable("recover")
-        removed = []
-        for staged in self.catalog.staged_versions():
-            if not (staged_writer_gone(staged, grace) or is_abandoned(staged.version_id)):
-                continue
-            location = self.location(staged)
-            self.delete_stored(get_format(staged.format), location)
-            self.catalog.discard(staged)
-            removed.append(location.url)
-        republished = self.republish()
-        for move in self.catalog.pending_moves():
-            if writer_gone(move.writer, move.started_at, grace):
-                self.catalog.forget_move(move.version_id)
-        listed = {}
-        for tier in self.tiers.names:
-            backend = self.tiers.backend(tier)
-            if Capability.LISTING not in backend.capabilities:
-                continue
-            try:
-                listed[tier] = (backend, list(dict.fromkeys(backend.version_paths())))
-            except (TierUnavailableError, OSError) as exc:
-                logger.warning("recover: skipping tier %r, which cannot be listed: %s", tier,
-                               redact_text(str(exc)))
-        known = self.catalog.stored_paths() | shared_owner_paths(self)
-        for tier, (backend, paths) in listed.items():
-            for path in paths:
-                if (tier, path) not in known:
-                    backend.remove(path)
-                    backend.remove(record_path(path))
-                    removed.append(backend.url_for(path))
-        self.write_missing_records()
-        summary = f"removed {len(removed)} orphan(s), re-published {len(republished)} view(s)"
-        self.audit("recover", detail=summary)
-        logger.info("recovered: %s", summary)
-        return removed
+        return recover_orphans(self, grace=grace)
 
     def write_missing_records(self) -> None:
         """Write the record of committed versions that lack one (a crash right after commit)."""
