@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
         ["errors", "types", "events", "keys", "kinds", "crs", "footprint", "query", "integrity",
          "records", "config", "_jsonvalue", "provenance", "entry", "examples", "options", "periodic",
          "progress", "display", "storage_policy", "lifecycle_policy", "operations", "units",
-         "awaitable"], 0),
+         "awaitable", "sqlite_wal"], 0),
     "backends": 1,
     "cache": 1,
     "formats": 2,

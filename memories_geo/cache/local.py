@@ -21,6 +21,7 @@ from pathlib import Path
 
 from memories_geo.cache.stats import CacheStats
 from memories_geo.integrity import hash_bytes
+from memories_geo.sqlite_wal import use_wal
 
 __all__ = ["LocalCacheStore"]
 
@@ -80,7 +81,7 @@ class LocalCacheStore:
         self._db = sqlite3.connect(
             self.directory / "index.sqlite", timeout=30, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
 

@@ -7,12 +7,11 @@ transaction; a catalog written by a newer memories_geo is refused, never downgra
 
 from __future__ import annotations
 
-import random
 import sqlite3
-import time
 from collections.abc import Mapping, Sequence
 
 from memories_geo.errors import ConfigError
+from memories_geo.sqlite_wal import use_wal
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_schema", "stored_version"]
 
@@ -191,7 +190,7 @@ def ensure_schema(con: sqlite3.Connection) -> bool:
     sqlite3.DatabaseError
         If the file is not a SQLite database.
     """
-    _use_wal(con)
+    use_wal(con)
     con.execute("BEGIN IMMEDIATE")
     try:
         rtree = _create_or_migrate(con)
@@ -200,28 +199,6 @@ def ensure_schema(con: sqlite3.Connection) -> bool:
         raise
     con.execute("COMMIT")
     return rtree
-
-
-def _use_wal(con: sqlite3.Connection, *, timeout: float = 60.0) -> None:
-    """Switch the database to WAL mode, waiting while other processes hold it.
-
-    Changing the journal mode needs the database to itself and SQLite answers "database
-    is locked" at once (no busy timeout applies), so several processes creating one
-    catalog at the same moment retry until one of them has switched it.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            (mode,) = con.execute("PRAGMA journal_mode").fetchone()
-            if str(mode).lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 0.2)
 
 
 def stored_version(con: sqlite3.Connection) -> int | None:
